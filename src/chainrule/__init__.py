@@ -1,0 +1,2 @@
+"""chainrule: autoregressive generative models."""
+__version__ = "0.1.0"
