@@ -48,7 +48,7 @@ def build_model(
     head_mod = build_head(head_name, levels, **(head_options or {}))
     try:
         model = cls(event_shape=event_shape, head=head_mod, num_classes=num_classes, **options)
-    except TypeError as e:
-        raise ConfigError(f"model {cls.name!r}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"model {cls.name!r} with options {options}: {e}") from None
     model._config = dict(options)
     return model

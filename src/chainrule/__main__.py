@@ -1,0 +1,7 @@
+"""``python -m chainrule`` (also what ``torchrun -m chainrule`` runs)."""
+
+import sys
+
+from chainrule.cli import main
+
+sys.exit(main())

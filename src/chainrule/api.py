@@ -1,0 +1,195 @@
+"""The Python API: thin functions over data, models, training and evaluation.
+
+>>> from chainrule import api
+>>> run = api.train("digits", "gated_pixelcnn", overrides=["train.steps=500"])
+>>> api.evaluate(run)["bpd"]
+>>> x = api.sample(run, 16, temperature=1.0, seed=0)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from chainrule.config import build_config
+from chainrule.data.base import ImageDataset
+from chainrule.errors import ConfigError
+from chainrule.evaluation.images import save_grid
+from chainrule.evaluation.metrics import dataset_nll
+from chainrule.evaluation.plots import plot_training_curve
+from chainrule.models.base import AutoregressiveModel
+from chainrule.runs import Run, default_run_dir, open_run
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_data(data_cfg: dict[str, Any]) -> dict[str, ImageDataset]:
+    """Train/val/test splits for a run's ``data`` section."""
+    from chainrule.data.registry import load_splits
+
+    opts = dict(data_cfg)
+    name = opts.pop("name")
+    return load_splits(name, **opts)
+
+
+def prepare_run(dataset: str | None, model: str | None, config_file: str | Path | None = None,
+                overrides: Iterable[str] = (), run_dir: str | Path | None = None
+                ) -> tuple[Run, AutoregressiveModel, dict[str, ImageDataset]]:
+    """Resolve the config, load the data, build the model and write the run's config.yaml."""
+    cfg = build_config(dataset, model, config_file, overrides)
+    splits = load_data(cfg["data"])
+    train_set = splits["train"]
+    conditional = bool(cfg["model"].get("conditional", False))
+    if conditional and train_set.num_classes == 0:
+        raise ConfigError(f"model.conditional=true but dataset {cfg['data']['name']!r} has no class labels")
+    spec = {
+        "event_shape": list(train_set.event_shape),
+        "levels": train_set.levels,
+        "num_classes": train_set.num_classes if conditional else 0,
+        "class_names": list(train_set.class_names),
+        "data": train_set.describe(),
+    }
+    path = Path(run_dir) if run_dir else default_run_dir(cfg["data"]["name"], cfg["model"]["name"])
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"{path}: run directory already exists and is not empty; use --resume to continue "
+                          "it or choose another --run")
+    seed_everything(int(cfg["train"].get("seed", 0)))
+    run = Run(path=path, config={**cfg, "spec": spec})
+    net = run.build_model()
+    path.mkdir(parents=True, exist_ok=True)
+    run.save_config()
+    return run, net, splits
+
+
+def train(dataset: str | None = None, model: str | None = None, config_file: str | Path | None = None,
+          overrides: Iterable[str] = (), run_dir: str | Path | None = None, resume: bool = False) -> Run:
+    """Train a model and write a run directory (config, checkpoints, metrics, curve, sample grid)."""
+    from chainrule.training import TrainConfig, Trainer
+
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs the run directory (--run DIR)")
+        run = open_run(run_dir)
+        splits = load_data(run.config["data"])
+        seed_everything(int(run.config["train"].get("seed", 0)))
+        net = run.build_model()
+    else:
+        run, net, splits = prepare_run(dataset, model, config_file, overrides, run_dir)
+    train_cfg = TrainConfig.from_dict(run.config["train"])
+    trainer = Trainer(net, splits["train"], splits["val"], train_cfg, run.path, resume=resume)
+    result = trainer.fit()
+    if _is_rank_zero():
+        run.write_summary({"train": _jsonable(result)})
+        finish_run(run)
+    return run
+
+
+def _is_rank_zero() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    if isinstance(d, (int, float, str, bool)) or d is None:
+        return d
+    if isinstance(d, Tensor):
+        return d.tolist()
+    return str(d)
+
+
+def finish_run(run: Run) -> None:
+    """Write the training-curve PNG and a sample grid for a finished run."""
+    plot_training_curve(run.path / "metrics.jsonl", run.path / "plots" / "training_curve.png",
+                        title=f"{run.config['model']['name']} on {run.spec['data']}")
+    out = run.config.get("output", {})
+    n = int(out.get("samples", 64))
+    if n > 0:
+        model = run.load_model()
+        x = sample(run, n, temperature=float(out.get("temperature", 1.0)), seed=0, model=model)
+        save_grid(x, run.spec["levels"], run.path / "samples" / "final.png")
+
+
+def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
+             model: AutoregressiveModel | None = None) -> dict[str, Any]:
+    """Exact NLL of a split: nats per example and bits/dim, recorded in the run's summary.json."""
+    run = run if isinstance(run, Run) else open_run(run)
+    splits = load_data(run.config["data"])
+    if split not in splits:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
+    model = model or run.load_model()
+    data = splits[split]
+    res = dataset_nll(model, data, batch_size=batch_size)
+    out = {"split": split, "data": data.describe(), "model": run.config["model"]["name"],
+           "nll_nats": res["nll"], "bpd": res["bpd"], "examples": res["examples"],
+           "params": sum(p.numel() for p in model.parameters())}
+    run.write_summary({f"eval_{split}": out})
+    return out
+
+
+def _resolve_class(run: Run, model: AutoregressiveModel, cls: int | str | None, n: int) -> Tensor | None:
+    if cls is None:
+        if model.num_classes > 0:
+            return torch.arange(n, device=model.device) % model.num_classes
+        return None
+    if model.num_classes == 0:
+        raise ConfigError("this model is not class-conditional; train with --set model.conditional=true")
+    names = run.spec.get("class_names", [])
+    if isinstance(cls, str) and not cls.lstrip("-").isdigit():
+        if cls not in names:
+            raise ConfigError(f"unknown class {cls!r}; classes: {', '.join(names)}")
+        idx = names.index(cls)
+    else:
+        idx = int(cls)
+    if not 0 <= idx < model.num_classes:
+        raise ConfigError(f"class {idx} out of range 0..{model.num_classes - 1}")
+    return torch.full((n,), idx, dtype=torch.long, device=model.device)
+
+
+def sample(run: Run | str | Path, n: int = 64, cls: int | str | None = None, temperature: float = 1.0,
+           seed: int = 0, use_cache: bool = True, model: AutoregressiveModel | None = None) -> Tensor:
+    """Draw ``n`` samples (long levels ``(n, C, H, W)``) from a run's model."""
+    run = run if isinstance(run, Run) else open_run(run)
+    if n < 1:
+        raise ConfigError(f"the number of samples must be positive, got {n}")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}")
+    model = model or run.load_model()
+    cond = _resolve_class(run, model, cls, n)
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    return model.sample(n, cond=cond, temperature=temperature, use_cache=use_cache, generator=gen)
+
+
+def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int = 0,
+             temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Fill in the lower half of ``n`` images of a split given their upper half.
+
+    Returns ``(originals, given, completions)``, each ``(n, C, H, W)``; ``given`` has the hidden half at 0.
+    """
+    run = run if isinstance(run, Run) else open_run(run)
+    model = run.load_model()
+    data = load_data(run.config["data"])[split]
+    n = min(n, len(data))
+    x, y = data.get(torch.arange(n))
+    x = x.to(model.device)
+    h = x.shape[2]
+    known = torch.zeros(n, *x.shape[2:], dtype=torch.bool, device=model.device)
+    known[:, : h // 2] = True
+    cond = y.to(model.device) if (y is not None and model.num_classes > 0) else None
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    out = model.sample(n, cond=cond, x_given=x, known=known, temperature=temperature, generator=gen)
+    given = x * known.unsqueeze(1)
+    return x, given, out

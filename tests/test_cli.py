@@ -1,0 +1,146 @@
+"""The command line: user errors exit non-zero with one clear line, no traceback, no damaged files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def chainrule(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CHAINRULE_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "chainrule", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode != 0, res.stdout
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("chainrule: error:"), lines[0]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A histogram run on digits (fitted by counting: a second or two)."""
+    root = tmp_path_factory.mktemp("cli")
+    res = chainrule("train", "digits", "histogram", "--run", str(root / "hist"), "--set", "output.samples=4",
+                    cwd=root)
+    assert res.returncode == 0, res.stderr
+    return root / "hist"
+
+
+def test_help_has_examples(tmp_path):
+    for cmd in ["train", "eval", "sample", "complete", "models", "datasets", "demo"]:
+        res = chainrule(cmd, "--help", cwd=tmp_path)
+        assert res.returncode == 0 and "example" in res.stdout, cmd
+
+
+def test_models_and_datasets_listed(tmp_path):
+    res = chainrule("models", cwd=tmp_path)
+    for name in ["histogram", "pixel_lstm", "made", "pixelcnn", "gated_pixelcnn", "pixelcnn_pp"]:
+        assert name in res.stdout
+    res = chainrule("datasets", cwd=tmp_path)
+    for name in ["digits", "mnist", "fashion-mnist", "imagefolder"]:
+        assert name in res.stdout
+
+
+def test_unknown_model(tmp_path):
+    assert_user_error(chainrule("train", "digits", "no_such_model", "--run", "r", cwd=tmp_path), "no_such_model")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_dataset(tmp_path):
+    assert_user_error(chainrule("train", "no_such_data", "pixelcnn", cwd=tmp_path), "no_such_data")
+
+
+@pytest.mark.parametrize("setting,needle", [("train.lr=abc", "lr"), ("train.steps=-5", "steps"),
+                                            ("nosection.x=1", "nosection"), ("train.lr", "train.lr"),
+                                            ("train.no_such_key=1", "no_such_key"),
+                                            ("data.binarize=sometimes", "binarize")])
+def test_bad_set_value(tmp_path, setting, needle):
+    assert_user_error(chainrule("train", "digits", "pixelcnn", "--set", setting, "--run", "r", cwd=tmp_path),
+                      needle)
+
+
+def test_eval_reports_split_and_data(trained_run):
+    res = chainrule("eval", str(trained_run), cwd=trained_run.parent)
+    assert res.returncode == 0, res.stderr
+    assert "test" in res.stdout and "digits" in res.stdout and "bits/dim" in res.stdout
+
+
+def test_corrupt_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    weights = run / "best.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    before = {p: digest(p) for p in run.rglob("*") if p.is_file()}
+    assert_user_error(chainrule("eval", str(run), cwd=tmp_path), "best.safetensors")
+    assert_user_error(chainrule("sample", str(run), "-n", "4", "--out", "g.png", cwd=tmp_path), "best.safetensors")
+    assert before == {p: digest(p) for p in run.rglob("*") if p.is_file()}
+
+
+def test_missing_run(tmp_path):
+    assert_user_error(chainrule("eval", "nowhere", cwd=tmp_path), "nowhere")
+
+
+def test_existing_run_is_not_overwritten(trained_run):
+    before = digest(trained_run / "best.safetensors")
+    assert_user_error(chainrule("train", "digits", "histogram", "--run", str(trained_run),
+                                cwd=trained_run.parent), "already exists")
+    assert digest(trained_run / "best.safetensors") == before
+
+
+def test_class_on_unconditional_model(trained_run, tmp_path):
+    assert_user_error(chainrule("sample", str(trained_run), "--class", "3", "--out", str(tmp_path / "g.png"),
+                                cwd=tmp_path), "conditional")
+
+
+def _png(path: Path, size=(8, 8), value=100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", size, value).save(path)
+
+
+def test_imagefolder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(chainrule("train", f"imagefolder:{empty}", "histogram", cwd=tmp_path), "empty")
+
+    corrupt = tmp_path / "corrupt"
+    for i in range(4):
+        _png(corrupt / f"ok{i}.png")
+    (corrupt / "bad.png").write_bytes(b"\x89PNG not really an image")
+    assert_user_error(chainrule("train", f"imagefolder:{corrupt}", "histogram", cwd=tmp_path), "bad.png")
+
+    mixed = tmp_path / "mixed"
+    for i in range(4):
+        _png(mixed / f"a{i}.png")
+    _png(mixed / "big.png", size=(16, 16))
+    assert_user_error(chainrule("train", f"imagefolder:{mixed}", "histogram", cwd=tmp_path), "big.png")
+
+    assert_user_error(chainrule("train", f"imagefolder:{tmp_path / 'absent'}", "histogram", cwd=tmp_path),
+                      "absent")
+
+
+def test_sample_and_complete_write_pngs(trained_run, tmp_path):
+    res = chainrule("sample", str(trained_run), "-n", "9", "--out", str(tmp_path / "s.png"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert Image.open(tmp_path / "s.png").size[0] > 8
+    res = chainrule("complete", str(trained_run), "-n", "4", "--out", str(tmp_path / "c.png"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert Image.open(tmp_path / "c.png").size[0] > 8
+    assert Image.open(trained_run / "samples" / "final.png").size[0] > 8
