@@ -78,7 +78,7 @@ def test_future_values_never_change_past_terms(name, event_shape, levels, head):
         order = model.ordering().tolist()
         x = torch.randint(0, levels, (8, *event_shape), generator=g)
         base = model.log_prob_positions(x).reshape(8, -1)
-        for r, pos in enumerate(order[:-1]):
+        for r in range(len(order) - 1):
             later = order[r + 1:]
             x2 = x.clone().reshape(8, event_shape[0], -1)
             x2[:, :, later] = torch.randint(0, levels, x2[:, :, later].shape, generator=g)

@@ -87,9 +87,8 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
         run, net, splits = prepare_run(dataset, model, config_file, overrides, run_dir)
     train_cfg = TrainConfig.from_dict(run.config["train"])
     trainer = Trainer(net, splits["train"], splits["val"], train_cfg, run.path, resume=resume)
-    result = trainer.fit()
+    trainer.fit()  # also writes summary.json
     if _is_rank_zero():
-        run.write_summary({"train": _jsonable(result)})
         finish_run(run)
     return run
 
@@ -97,18 +96,6 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
 def _is_rank_zero() -> bool:
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
         torch.distributed.get_rank() == 0
-
-
-def _jsonable(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, (int, float, str, bool)) or d is None:
-        return d
-    if isinstance(d, Tensor):
-        return d.tolist()
-    return str(d)
 
 
 def finish_run(run: Run) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from chainrule.atomic import atomic_write_text
 from chainrule.errors import CheckpointError
 from chainrule.models.base import AutoregressiveModel
 from chainrule.models.registry import build_model
@@ -19,21 +18,6 @@ from chainrule.models.registry import build_model
 CONFIG_FILE = "config.yaml"
 BEST_WEIGHTS = "best.safetensors"
 SUMMARY_FILE = "summary.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and rename, so a crash never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def default_run_dir(dataset: str, model: str, root: str | Path = "runs") -> Path:

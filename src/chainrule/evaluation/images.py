@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch import Tensor
+
+from chainrule.atomic import atomic_write
 
 
 def to_uint8(x: Tensor, levels: int) -> np.ndarray:
@@ -38,17 +38,9 @@ def make_grid(x: Tensor, levels: int, nrow: int | None = None, pad: int = 1, sca
 def save_grid(x: Tensor, levels: int, path: str | Path, nrow: int | None = None, scale: int | None = None) -> Path:
     """Write a PNG sample grid atomically; small images are upscaled so they are visible."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if scale is None:
         scale = max(1, 96 // max(x.shape[-1], 1)) if x.shape[-1] < 32 else 1
         scale = min(scale, 8)
     img = make_grid(x, levels, nrow=nrow, scale=scale)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
     return path

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from chainrule.atomic import atomic_write
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -36,9 +36,9 @@ def plot_training_curve(metrics_path: str | Path, out: str | Path, title: str = 
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
-        ax.plot(*zip(*train), label="train", alpha=0.7)
+        ax.plot(*zip(*train, strict=True), label="train", alpha=0.7)
     if val:
-        ax.plot(*zip(*val), marker="o", label="validation")
+        ax.plot(*zip(*val, strict=True), marker="o", label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("bits / dim")
     ax.set_title(title)
@@ -46,14 +46,8 @@ def plot_training_curve(metrics_path: str | Path, out: str | Path, title: str = 
     ax.legend()
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".png.tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, out)
+        atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out

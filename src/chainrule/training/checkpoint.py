@@ -12,65 +12,22 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from chainrule.atomic import atomic_write, atomic_write_bytes, remove_stale_temporaries  # noqa: F401
 from chainrule.errors import CheckpointError
 
 STATE_FORMAT = "chainrule-trainer-state"
 _STEP_RE = re.compile(r"^step-(\d+)\.state\.pt$")
-_TMP_PREFIX = ".tmp-"
-
-
-# ------------------------------------------------------------------ atomic files
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` via ``write(file)`` on a temporary sibling, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
-
-
-def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary files left by a process killed mid-write."""
-    if directory.is_dir():
-        for p in directory.glob(f"{_TMP_PREFIX}*"):
-            p.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ weights

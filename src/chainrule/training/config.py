@@ -13,7 +13,7 @@ from chainrule.errors import ConfigError
 
 _INT_FIELDS = ("steps", "batch_size", "warmup_steps", "eval_every", "eval_batch_size", "patience",
                "checkpoint_every", "keep_checkpoints", "seed", "log_every")
-_FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema")
+_FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "max_seconds")
 
 
 @dataclass
@@ -23,6 +23,8 @@ class TrainConfig:
     ``batch_size`` is the global batch (split across processes under torchrun). ``eval_every``,
     ``checkpoint_every``: 0 = only at the end. ``patience``: evaluations without a new best validation
     NLL before stopping (0 = never). ``grad_clip`` / ``ema``: 0 = off. ``keep_checkpoints``: 0 = keep all.
+    ``max_seconds``: a wall-clock training budget (0 = none); when it runs out the run evaluates,
+    checkpoints and stops as if ``steps`` were reached (a fixed CPU budget for fair comparisons).
     """
 
     steps: int = 5000
@@ -44,6 +46,7 @@ class TrainConfig:
     progress: bool = True
     device: str = "auto"
     num_threads: int | None = None
+    max_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -60,7 +63,7 @@ class TrainConfig:
     def _check_ranges(self) -> None:
         positive = ("steps", "batch_size", "eval_batch_size", "log_every")
         non_negative = ("warmup_steps", "eval_every", "patience", "checkpoint_every", "keep_checkpoints", "seed",
-                        "weight_decay", "grad_clip")
+                        "weight_decay", "grad_clip", "max_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive; got {getattr(self, name)}")

@@ -210,7 +210,10 @@ class Trainer:
                     self._log_train(p, lr, per_epoch)
                 if cfg.eval_every and p.step % cfg.eval_every == 0:
                     self._evaluate(p, per_epoch)
-                if p.step >= cfg.steps:
+                out_of_time = cfg.max_seconds > 0 and elapsed0 + time.perf_counter() - t_start >= cfg.max_seconds
+                if p.step >= cfg.steps or out_of_time:
+                    if out_of_time and p.step < cfg.steps:
+                        p.reason = f"time budget of {cfg.max_seconds:g} s reached at step {p.step}"
                     if p.last_eval_step != p.step:
                         self._evaluate(p, per_epoch)
                     p.done = True

@@ -1,0 +1,104 @@
+"""Image benchmark: every model on binarized digits, MNIST and Fashion-MNIST at a fixed CPU budget.
+
+Writes bench/results/images.json and bench/results/images.md (the table copied into BENCHMARKS.md).
+
+    .venv/bin/python bench/images.py                       # full run (about an hour on 2 cores)
+    .venv/bin/python bench/images.py --datasets digits --models histogram,made --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from chainrule import api
+from chainrule.models.registry import MODELS
+
+HERE = Path(__file__).resolve().parent
+PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)
+    "pixel_lstm": ("PixelRNN (Row LSTM/Diagonal BiLSTM, van den Oord et al. 2016)", 79.20),
+    "pixelcnn": ("PixelCNN (van den Oord et al. 2016)", 81.30),
+    "made": ("MADE, 32 masks (Germain et al. 2015)", 86.64),
+}
+BATCH = 64
+
+
+def bench_one(dataset: str, model: str, seconds: float, root: Path) -> dict:
+    run_dir = root / f"{dataset}-{model}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    overrides = ["data.binarize=static", f"train.batch_size={BATCH}", f"train.max_seconds={seconds}",
+                 "train.steps=100000", "train.eval_every=500", "train.checkpoint_every=100000",
+                 "train.progress=false", "output.samples=64"]
+    t0 = time.perf_counter()
+    run = api.train(dataset, model, run_dir=run_dir, overrides=overrides)
+    wall = time.perf_counter() - t0
+    summary = json.loads((run.path / "summary.json").read_text())
+    steps = int(summary.get("steps", 0))
+    train_seconds = float(summary.get("wall_time") or wall)
+    res = api.evaluate(run)
+    net = run.load_model()
+    timings = {}
+    for cached in ([True, False] if net.supports_cache else [False]):
+        t = time.perf_counter()
+        api.sample(run, 64, seed=0, use_cache=cached, model=net)
+        timings["cached" if cached else "uncached"] = time.perf_counter() - t
+    return {
+        "dataset": dataset, "model": model, "data": res["data"], "nll_nats": res["nll_nats"], "bpd": res["bpd"],
+        "params": res["params"], "steps": steps, "batch_size": BATCH, "train_seconds": train_seconds,
+        "train_images_per_s": steps * BATCH / train_seconds if train_seconds > 0 and steps else None,
+        "sample64_seconds": timings,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| data | model | test NLL (nats) | bits/dim | params | train img/s | steps | "
+           "sample 64, uncached (s) | cached (s) | published, binarized MNIST (nats) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        pub = PUBLISHED.get(r["model"]) if r["dataset"] == "mnist" else None
+        ips = f"{r['train_images_per_s']:.0f}" if r["train_images_per_s"] else "closed form"
+        s = r["sample64_seconds"]
+        cached = f"{s['cached']:.2f}" if "cached" in s else "–"
+        published = f"{pub[0]}: {pub[1]:.2f}" if pub else ""
+        out.append(f"| {r['data']} | {r['model']} | {r['nll_nats']:.2f} | {r['bpd']:.4f} | {r['params']:,} | "
+                   f"{ips} | {r['steps']} | {s['uncached']:.2f} | {cached} | {published} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default="digits,mnist,fashion-mnist")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--seconds", type=float, default=None,
+                   help="training budget per run (default: 60 s digits, 150 s MNIST/Fashion-MNIST)")
+    p.add_argument("--out", default=str(HERE / "results" / "images.json"))
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    root = HERE / "runs"
+    rows = []
+    for ds in a.datasets.split(","):
+        for m in a.models.split(","):
+            budget = a.seconds or (60.0 if ds == "digits" else 150.0)
+            print(f"== {ds} / {m} ({budget:.0f} s budget)", flush=True)
+            rows.append(bench_one(ds, m, budget, root))
+            print(json.dumps(rows[-1]), flush=True)
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                       f"torch {torch.__version__}, CPU only",
+            "command": "python bench/images.py "
+                       + " ".join(f"--{k} {v}" for k, v in vars(a).items() if v and k != "out"),
+            "batch_size": BATCH, "binarization": "static (one seeded Bernoulli draw)"}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    Path(a.out).with_suffix(".md").write_text(table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
