@@ -33,7 +33,7 @@ def bench_one(dataset: str, model: str, seconds: float, root: Path) -> dict:
     run_dir = root / f"{dataset}-{model}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    overrides = ["data.binarize=static", f"train.batch_size={BATCH}", f"train.max_seconds={seconds}",
+    overrides = ["data.binarize=static", f"train.batch_size={BATCH}", "train.lr=2e-3", f"train.max_seconds={seconds}",
                  "train.steps=100000", "train.eval_every=500", "train.checkpoint_every=100000",
                  "train.progress=false", "output.samples=64"]
     t0 = time.perf_counter()
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--datasets", default="digits,mnist,fashion-mnist")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--seconds", type=float, default=None,
-                   help="training budget per run (default: 60 s digits, 150 s MNIST/Fashion-MNIST)")
+                   help="training budget per run (default: 45 s digits, 120 s MNIST/Fashion-MNIST)")
     p.add_argument("--out", default=str(HERE / "results" / "images.json"))
     a = p.parse_args()
     torch.set_num_threads(2)
@@ -85,7 +85,7 @@ def main() -> None:
     rows = []
     for ds in a.datasets.split(","):
         for m in a.models.split(","):
-            budget = a.seconds or (60.0 if ds == "digits" else 150.0)
+            budget = a.seconds or (45.0 if ds == "digits" else 120.0)
             print(f"== {ds} / {m} ({budget:.0f} s budget)", flush=True)
             rows.append(bench_one(ds, m, budget, root))
             print(json.dumps(rows[-1]), flush=True)

@@ -136,15 +136,33 @@ def test_sampling_matches_log_prob(name):
 
 
 CACHED = [n for n in ALL if model_class(n).supports_cache]
+FAST = [n for n in ALL if model_class(n).supports_cache or model_class(n).row_causal]
 
 
-@pytest.mark.parametrize("name", CACHED)
-def test_cached_equals_uncached(name):
-    """With a cache, sampling gives the same images as re-running the network, and the same params."""
+@pytest.mark.parametrize("name", FAST)
+def test_fast_sampling_equals_full_network(name):
+    """The fast path (cache or row cropping) gives the same samples as re-running the full network."""
     model = tiny(name, (1, 5, 5), 2)
     a = model.sample(16, use_cache=True, generator=torch.Generator().manual_seed(7))
     b = model.sample(16, use_cache=False, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if model_class(n).row_causal])
+def test_row_cropped_network_matches_full(name):
+    """For row-causal models, the network on rows 0..r gives the full network's params for those rows."""
+    model = tiny(name, (3, 5, 4), 4)
+    inp = torch.rand(3, 3, 5, 4) * 2 - 1
+    full = model.network(inp)
+    for r in range(5):
+        torch.testing.assert_close(model.network(inp[:, :, : r + 1]), full[:, :, : r + 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CACHED)
+def test_cached_equals_uncached(name):
+    """With a cache, the step-by-step parameters equal the teacher-forced ones."""
+    model = tiny(name, (1, 5, 5), 2)
+    a = model.sample(16, use_cache=True, generator=torch.Generator().manual_seed(7))
     # step-by-step parameters equal teacher-forced parameters
     full = model(a).reshape(16, model.num_params_out, -1)
     cache = model.init_cache(16)

@@ -30,6 +30,9 @@ class AutoregressiveModel(nn.Module):
     name: ClassVar[str] = "base"
     #: True when :meth:`init_cache` / :meth:`step` give O(1)-per-position sampling
     supports_cache: ClassVar[bool] = False
+    #: True when params in image row r depend on rows <= r only and on nothing below (convolutional
+    #: models), so sampling may run the network on the rows generated so far
+    row_causal: ClassVar[bool] = False
 
     def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0) -> None:
         super().__init__()

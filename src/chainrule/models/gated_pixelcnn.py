@@ -77,6 +77,7 @@ class GatedPixelCNN(AutoregressiveModel):
     """
 
     name: ClassVar[str] = "gated_pixelcnn"
+    row_causal: ClassVar[bool] = True
     TINY: ClassVar[dict] = {"hidden_channels": 8, "num_layers": 2, "output_channels": 16}
 
     def __init__(
@@ -84,7 +85,7 @@ class GatedPixelCNN(AutoregressiveModel):
         event_shape: Sequence[int],
         head: Head,
         num_classes: int = 0,
-        hidden_channels: int = 64,
+        hidden_channels: int = 32,
         num_layers: int = 6,
         first_kernel_size: int = 7,
         kernel_size: int = 3,

@@ -46,6 +46,7 @@ class PixelCNN(AutoregressiveModel):
     """
 
     name: ClassVar[str] = "pixelcnn"
+    row_causal: ClassVar[bool] = True
     TINY: ClassVar[dict] = {"hidden_channels": 8, "num_blocks": 1, "output_channels": 16}
 
     def __init__(

@@ -93,6 +93,7 @@ class PixelCNNPP(AutoregressiveModel):
     """
 
     name: ClassVar[str] = "pixelcnn_pp"
+    row_causal: ClassVar[bool] = True
     default_head: ClassVar[str] = "logistic_mixture"
     TINY: ClassVar[dict] = {"num_filters": 8, "num_resnet": 1, "dropout": 0.0}
 
