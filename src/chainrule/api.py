@@ -8,12 +8,11 @@
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -25,12 +24,7 @@ from chainrule.evaluation.metrics import dataset_nll
 from chainrule.evaluation.plots import plot_training_curve
 from chainrule.models.base import AutoregressiveModel
 from chainrule.runs import Run, default_run_dir, open_run
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+from chainrule.training.rng import seed_everything
 
 
 def load_data(data_cfg: dict[str, Any]) -> dict[str, ImageDataset]:
@@ -60,14 +54,17 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
         "data": train_set.describe(),
     }
     path = Path(run_dir) if run_dir else default_run_dir(cfg["data"]["name"], cfg["model"]["name"])
-    if path.exists() and any(path.iterdir()):
+    if "RANK" in os.environ and run_dir is None:
+        raise ConfigError("under torchrun, give the run directory explicitly with --run DIR")
+    if _is_rank_zero() and path.exists() and any(path.iterdir()):
         raise ConfigError(f"{path}: run directory already exists and is not empty; use --resume to continue "
                           "it or choose another --run")
     seed_everything(int(cfg["train"].get("seed", 0)))
     run = Run(path=path, config={**cfg, "spec": spec})
     net = run.build_model()
-    path.mkdir(parents=True, exist_ok=True)
-    run.save_config()
+    if _is_rank_zero():
+        path.mkdir(parents=True, exist_ok=True)
+        run.save_config()
     return run, net, splits
 
 
@@ -94,8 +91,8 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
 
 
 def _is_rank_zero() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-        torch.distributed.get_rank() == 0
+    """True in a single process and on rank 0 under torchrun (which sets RANK)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def finish_run(run: Run) -> None:

@@ -1,4 +1,4 @@
-"""Exact test log-likelihood: nats per example and bits per dimension."""
+"""Exact log-likelihood of a dataset: nats per example and bits per dimension."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import math
 from typing import Protocol
 
 import torch
-from torch import Tensor
-
-from chainrule.models.base import AutoregressiveModel
+from torch import Tensor, nn
 
 
 class IndexedDataset(Protocol):
@@ -21,23 +19,33 @@ def bits_per_dim(nll_nats: float, num_dims: int) -> float:
     return nll_nats / (num_dims * math.log(2.0))
 
 
+def conditioning(model: nn.Module, y: Tensor | None) -> Tensor | None:
+    """Labels to pass as ``cond``: only to class-conditional models."""
+    return y if getattr(model, "num_classes", 0) > 0 else None
+
+
 @torch.no_grad()
-def dataset_nll(model: AutoregressiveModel, data: IndexedDataset, batch_size: int = 256,
-                max_examples: int | None = None) -> dict[str, float]:
-    """Mean negative log-likelihood of ``data`` under ``model`` (eval mode), in nats and bits/dim."""
+def total_nll(model: nn.Module, data: IndexedDataset, indices: Tensor, batch_size: int,
+              device: torch.device) -> Tensor:
+    """Sum of ``-log p(x)`` in nats over ``data[indices]`` (eval mode, batched), as a float64 scalar."""
     was_training = model.training
     model.eval()
-    n = len(data) if max_examples is None else min(len(data), max_examples)
-    if n == 0:
-        raise ValueError("cannot evaluate on an empty split")
-    total = 0.0
-    device = model.device
+    total = torch.zeros((), dtype=torch.float64, device=device)
     try:
-        for start in range(0, n, batch_size):
-            x, y = data.get(torch.arange(start, min(start + batch_size, n)))
-            cond = y.to(device) if (y is not None and model.num_classes > 0) else None
-            total += -model.log_prob(x.to(device), cond).double().sum().item()
+        for start in range(0, len(indices), batch_size):
+            x, y = data.get(indices[start:start + batch_size])
+            cond = conditioning(model, y)
+            total += -model.log_prob(x.to(device), None if cond is None else cond.to(device)).double().sum()
     finally:
         model.train(was_training)
-    nll = total / n
+    return total
+
+
+def dataset_nll(model: nn.Module, data: IndexedDataset, batch_size: int = 256) -> dict[str, float]:
+    """Mean negative log-likelihood of a whole split, in nats per example and bits/dim."""
+    n = len(data)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    device = next(iter(model.parameters())).device
+    nll = total_nll(model, data, torch.arange(n), batch_size, device).item() / n
     return {"nll": nll, "bpd": bits_per_dim(nll, model.num_dims), "examples": n}

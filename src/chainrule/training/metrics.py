@@ -9,13 +9,6 @@ from typing import Any
 
 from chainrule.training.checkpoint import atomic_write_bytes
 
-LN2 = math.log(2.0)
-
-
-def bits_per_dim(nats: float, num_dims: int) -> float:
-    """Nats per example -> bits per dimension."""
-    return nats / (num_dims * LN2)
-
 
 def finite_or_none(v: Any) -> Any:
     """Non-finite floats become null (strict JSON)."""

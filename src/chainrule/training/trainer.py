@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from chainrule.data.base import ImageDataset
 from chainrule.errors import CheckpointError, ConfigError, TrainingDiverged
+from chainrule.evaluation.metrics import bits_per_dim, conditioning
 from chainrule.training.batching import batch_at, epoch_permutation
 from chainrule.training.checkpoint import (
     CheckpointFiles,
@@ -35,10 +36,10 @@ from chainrule.training.checkpoint import (
 from chainrule.training.config import TrainConfig
 from chainrule.training.distributed import DistContext, distributed_context, env_world_size, wrap_for_training
 from chainrule.training.ema import EMA
-from chainrule.training.metrics import MetricsLog, bits_per_dim, finite_or_none
+from chainrule.training.metrics import MetricsLog, finite_or_none
 from chainrule.training.rng import rng_state, seed_everything, set_rng_state
 from chainrule.training.schedule import lr_factor
-from chainrule.training.validation import conditioning, mean_nll
+from chainrule.training.validation import mean_nll
 
 #: options whose change between a run and its resume alters the trajectory
 _TRAJECTORY_KEYS = ("steps", "batch_size", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio",
