@@ -144,3 +144,22 @@ def test_sample_and_complete_write_pngs(trained_run, tmp_path):
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "c.png").size[0] > 8
     assert Image.open(trained_run / "samples" / "final.png").size[0] > 8
+
+
+def test_torchrun_cli(tmp_path):
+    """The CLI itself runs under torchrun (2 gloo processes); only rank 0 writes the run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "CHAINRULE_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", port]
+    args = ["-m", "chainrule", "train", "digits", "made", "--run-dir", str(tmp_path / "ddp"),
+            "--set", "train.steps=20", "--set", "train.progress=false", "--set", "output.samples=4"]
+    res = subprocess.run(launch + args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("run written to") == 1
+    summary = __import__("json").loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["best_val_nll"] is not None

@@ -16,7 +16,7 @@ EXAMPLES = {
   chainrule train mnist made --set data.binarize=dynamic --set model.num_masks=8
   chainrule train imagefolder:photos/ pixelcnn_pp --set data.size=32 --config my.yaml
   chainrule train --resume --run runs/digits-gated        # continue exactly where it stopped
-  torchrun --nproc_per_node 2 -m chainrule train digits pixelcnn --run runs/ddp""",
+  torchrun --nproc_per_node 2 -m chainrule train digits pixelcnn --run-dir runs/ddp""",
     "eval": "example:\n  chainrule eval runs/digits-gated --split test",
     "sample": "examples:\n  chainrule sample runs/digits-gated -n 64 --out grid.png\n"
               "  chainrule sample runs/cond -n 16 --class 3 --temperature 0.8 --out threes.png",
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE.yaml", help="YAML with data/model/train/output sections")
     t.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config value, e.g. train.lr=3e-4 (repeatable)")
-    t.add_argument("--run", metavar="DIR", help="run directory (default: runs/DATASET-MODEL-TIME)")
+    t.add_argument("--run", "--run-dir", dest="run", metavar="DIR",
+                   help="run directory (default: runs/DATASET-MODEL-TIME); spell it --run-dir under torchrun")
     t.add_argument("--resume", action="store_true", help="continue the run in --run from its newest checkpoint")
 
     e = sub.add_parser("eval", help="test NLL (nats/example, bits/dim) of a trained run", formatter_class=fmt,
