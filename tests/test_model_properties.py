@@ -14,8 +14,21 @@ from chainrule.models.registry import MODELS, build_model, model_class
 ALL = sorted(MODELS)
 
 
+def shape_for(name: str, event_shape) -> tuple[int, ...]:
+    """Image shapes as given; for sequence models the same number of values as one token sequence."""
+    if model_class(name).data_kind == "sequence":
+        n = 1
+        for s in event_shape:
+            n *= s
+        return (1, n)
+    return tuple(event_shape)
+
+
 def tiny(name: str, event_shape, levels: int, head: str | None = None, num_classes: int = 0, seed: int = 0):
     """A tiny instance with randomised weights (so an exact zero gradient is never an accident)."""
+    event_shape = shape_for(name, event_shape)
+    if model_class(name).data_kind == "sequence":
+        head = "categorical"  # token models always predict a categorical over the vocabulary
     torch.manual_seed(seed)
     model = build_model(name, event_shape, levels, num_classes=num_classes, head=head, **model_class(name).TINY)
     with torch.no_grad():
@@ -49,17 +62,23 @@ SHAPES = [((1, 4, 4), 2, None), ((3, 3, 3), 4, None)]
 def test_gradient_autoregressive(name, event_shape, levels, head):
     """d params[pos_i] / d input[pos_j] == 0 exactly for every j at or after i in the ordering."""
     model = tiny(name, event_shape, levels, head)
-    c, h, w = event_shape
+    x = torch.randint(0, levels, (2, *model.event_shape))
+    n = model.num_positions
     for _ in mask_choices(model):
         order = model.ordering().tolist()
         rank = {pos: r for r, pos in enumerate(order)}
-        inp = torch.randn(2, c, h, w, requires_grad=True)
-        out = model.network(inp, None).reshape(2, -1, h * w)
+        inp = torch.randn_like(model.encode(x).float()).requires_grad_()
+        out = model.network(inp, None).reshape(2, model.num_params_out, n)
         saw_dependency = False
         for pos in order:
             (g,) = torch.autograd.grad(out[:, :, pos].sum(), inp, retain_graph=True, allow_unused=True)
-            g = torch.zeros(h * w) if g is None else g.abs().sum(dim=(0, 1)).reshape(-1)
-            for other in range(h * w):
+            if g is None:
+                g = torch.zeros(n)
+            elif model.data_kind == "sequence":  # embeddings (B, T, D)
+                g = g.abs().sum(dim=(0, 2))
+            else:  # float images (B, C, H, W)
+                g = g.abs().sum(dim=(0, 1)).reshape(-1)
+            for other in range(n):
                 if rank[other] >= rank[pos]:
                     assert g[other] == 0, f"{name}: output {pos} depends on input {other} (rank {rank[other]})"
                 elif g[other] != 0:
@@ -76,11 +95,11 @@ def test_future_values_never_change_past_terms(name, event_shape, levels, head):
     g = torch.Generator().manual_seed(1)
     for _ in mask_choices(model):
         order = model.ordering().tolist()
-        x = torch.randint(0, levels, (8, *event_shape), generator=g)
+        x = torch.randint(0, levels, (8, *model.event_shape), generator=g)
         base = model.log_prob_positions(x).reshape(8, -1)
         for r in range(len(order) - 1):
             later = order[r + 1:]
-            x2 = x.clone().reshape(8, event_shape[0], -1)
+            x2 = x.clone().reshape(8, model.channels, -1)
             x2[:, :, later] = torch.randint(0, levels, x2[:, :, later].shape, generator=g)
             other = model.log_prob_positions(x2.reshape_as(x)).reshape(8, -1)
             torch.testing.assert_close(other[:, order[: r + 1]], base[:, order[: r + 1]], rtol=0, atol=1e-5)
@@ -94,7 +113,7 @@ NORM_CASES = [((1, 2, 2), 2, None), ((1, 2, 2), 3, None), ((3, 1, 2), 3, None)]
 def test_normalised(name, event_shape, levels, head):
     """exp(log_prob) sums to 1 over every outcome of a tiny model."""
     model = tiny(name, event_shape, levels, head)
-    xs = all_outcomes(event_shape, levels)
+    xs = all_outcomes(model.event_shape, levels)
     with torch.no_grad():
         total = model.log_prob(xs).double().exp().sum().item()
     assert abs(total - 1.0) < 1e-5, f"{name}: probabilities sum to {total}"
@@ -107,7 +126,7 @@ def test_class_conditional_normalised(name):
         model = tiny(name, (1, 2, 2), 2, num_classes=3)
     except ConfigError:
         pytest.skip(f"{name} has no class conditioning")
-    xs = all_outcomes((1, 2, 2), 2)
+    xs = all_outcomes(model.event_shape, 2)
     totals = []
     with torch.no_grad():
         for k in range(3):
@@ -123,7 +142,7 @@ def test_class_conditional_normalised(name):
 def test_sampling_matches_log_prob(name):
     """Empirical frequencies of 20,000 samples agree with exp(log_prob) (chi-square, fixed seed)."""
     model = tiny(name, (1, 2, 2), 2, seed=3)
-    xs = all_outcomes((1, 2, 2), 2)
+    xs = all_outcomes(model.event_shape, 2)
     with torch.no_grad():
         probs = model.log_prob(xs).double().exp()
     n = 20_000

@@ -28,6 +28,8 @@ class AutoregressiveModel(nn.Module):
 
     #: registry name, set by each architecture
     name: ClassVar[str] = "base"
+    #: what the model is for: ``image`` (C, H, W) or ``sequence`` (1, T) of tokens
+    data_kind: ClassVar[str] = "image"
     #: True when :meth:`init_cache` / :meth:`step` give O(1)-per-position sampling
     supports_cache: ClassVar[bool] = False
     #: True when params in image row r depend on rows <= r only and on nothing below (convolutional

@@ -18,6 +18,9 @@ MODELS: dict[str, str] = {
     "pixelcnn": "chainrule.models.pixelcnn:PixelCNN",
     "gated_pixelcnn": "chainrule.models.gated_pixelcnn:GatedPixelCNN",
     "pixelcnn_pp": "chainrule.models.pixelcnn_pp:PixelCNNPP",
+    "rnn_lm": "chainrule.models.rnn_lm:RNNLM",
+    "transformer": "chainrule.models.transformer:Transformer",
+    "hybrid": "chainrule.models.hybrid:HybridLM",
 }
 
 

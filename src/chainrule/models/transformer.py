@@ -1,0 +1,167 @@
+"""GPT-style Transformer language model with a KV cache.
+
+Pre-norm blocks (LayerNorm → causal self-attention → residual, LayerNorm → MLP → residual), attention by
+``scaled_dot_product_attention``, learned or rotary positions, tied input/output embeddings, dropout.
+Input index ``t`` holds the start vector (``t = 0``) or token ``t - 1``; with the start vector set to the
+embedding of GPT-2's ``<|endoftext|>``, the network is exactly GPT-2 (see ``chainrule.convert.gpt2``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chainrule.errors import ConfigError
+from chainrule.heads.base import Head
+from chainrule.models.sequence import SequenceModel
+
+
+def rotary_tables(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos/sin tables ``(T, head_dim/2)`` for rotary position embeddings."""
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    ang = positions.float()[:, None] * inv[None, :]
+    return ang.cos(), ang.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs of features of ``x`` (B, H, T, Dh) by position-dependent angles."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float, bias: bool, rotary: bool) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ConfigError(f"embed_dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim, self.rotary = num_heads, dim // num_heads, rotary
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def _heads(self, h: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b, t, d = h.shape
+        q, k, v = self.qkv(h).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.rotary:
+            cos, sin = rotary_tables(positions, self.head_dim)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        return q, k, v
+
+    def _merge(self, y: Tensor) -> Tensor:
+        b, _, t, _ = y.shape
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, -1)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        q, k, v = self._heads(h, torch.arange(h.shape[1], device=h.device))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self._merge(y)
+
+    def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
+        """One new position ``h`` (B, 1, D) attending to the cached keys/values of earlier positions."""
+        pos = cache["pos"]
+        q, k, v = self._heads(h, torch.tensor([pos], device=h.device))
+        ks, vs = cache["k"][layer], cache["v"][layer]
+        ks[:, :, pos:pos + 1], vs[:, :, pos:pos + 1] = k, v
+        y = F.scaled_dot_product_attention(q, ks[:, :, :pos + 1], vs[:, :, :pos + 1])
+        return self._merge(y)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, bias: bool, rotary: bool,
+                 eps: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim, eps=eps, bias=bias)
+        self.attn = CausalSelfAttention(dim, num_heads, dropout, bias, rotary)
+        self.ln2 = nn.LayerNorm(dim, eps=eps, bias=bias)
+        hidden = int(mlp_ratio * dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=bias), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, dim, bias=bias), nn.Dropout(dropout))
+
+    def forward(self, h: Tensor) -> Tensor:
+        h = h + self.attn(self.ln1(h))
+        return h + self.mlp(self.ln2(h))
+
+    def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
+        h = h + self.attn.step(self.ln1(h), cache, layer)
+        return h + self.mlp(self.ln2(h))
+
+
+class Transformer(SequenceModel):
+    """GPT-style decoder-only Transformer (pre-norm, causal SDPA, KV cache).
+
+    Options:
+        embed_dim, num_layers, num_heads, mlp_ratio: sizes (GPT-2 small: 768, 12, 12, 4).
+        dropout: on attention weights, residual branches and embeddings.
+        positions: ``learned`` (GPT-2) or ``rotary``.
+        tie_embeddings: share the token embedding with the output layer.
+        bias: biases in linear layers and LayerNorms.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    name: ClassVar[str] = "transformer"
+    supports_cache: ClassVar[bool] = True
+    TINY: ClassVar[dict] = {"embed_dim": 16, "num_layers": 2, "num_heads": 2}
+
+    def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0, embed_dim: int = 128,
+                 num_layers: int = 4, num_heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 positions: str = "learned", tie_embeddings: bool = True, bias: bool = True,
+                 norm_eps: float = 1e-5) -> None:
+        super().__init__(event_shape, head, num_classes, embed_dim=embed_dim)
+        if positions not in ("learned", "rotary"):
+            raise ConfigError(f"positions must be 'learned' or 'rotary', got {positions!r}")
+        self.position_embedding = nn.Embedding(self.max_len, embed_dim) if positions == "learned" else None
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, dropout, bias, positions == "rotary",
+                                           norm_eps) for _ in range(num_layers)])
+        self.ln_f = nn.LayerNorm(embed_dim, eps=norm_eps, bias=bias)
+        self.lm_head = nn.Linear(embed_dim, self.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * num_layers))
+        if tie_embeddings:
+            self.lm_head.weight = self.token_embedding.weight
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def _embed_positions(self, h: Tensor, start: int) -> Tensor:
+        if self.position_embedding is not None:
+            h = h + self.position_embedding(torch.arange(start, start + h.shape[1], device=h.device))
+        return self.drop(h)
+
+    def body(self, h: Tensor) -> Tensor:
+        h = self._embed_positions(h, 0)
+        for block in self.blocks:
+            h = block(h)
+        return self.lm_head(self.ln_f(h))
+
+    def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
+        p = self.token_embedding.weight
+        shape = (batch_size, self.blocks[0].attn.num_heads, self.max_len, self.blocks[0].attn.head_dim) \
+            if len(self.blocks) else (batch_size, 1, self.max_len, 1)
+        return {"pos": 0, "batch_size": batch_size, "cond": cond,
+                "k": [p.new_zeros(shape) for _ in self.blocks], "v": [p.new_zeros(shape) for _ in self.blocks]}
+
+    def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        if cache["pos"] >= self.max_len:
+            raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
+        h = self._embed_positions(self.step_input(x_prev, cache), cache["pos"])
+        for i, block in enumerate(self.blocks):
+            h = block.step(h, cache, i)
+        cache["pos"] += 1
+        return self.lm_head(self.ln_f(h))[:, 0], cache
