@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,13 +27,17 @@ from chainrule.models.base import AutoregressiveModel
 from chainrule.runs import Run, default_run_dir, open_run
 from chainrule.training.rng import seed_everything
 
+TOKENIZER_FILE = "tokenizer.json"
 
-def load_data(data_cfg: dict[str, Any]) -> dict[str, ImageDataset]:
-    """Train/val/test splits for a run's ``data`` section."""
+
+def load_data(data_cfg: dict[str, Any], run_path: Path | None = None) -> dict[str, ImageDataset]:
+    """Train/val/test splits for a run's ``data`` section (text runs reuse the run's own tokenizer)."""
     from chainrule.data.registry import load_splits
 
     opts = dict(data_cfg)
     name = opts.pop("name")
+    if run_path is not None and (run_path / TOKENIZER_FILE).is_file():
+        opts["tokenizer_path"] = str(run_path / TOKENIZER_FILE)
     return load_splits(name, **opts)
 
 
@@ -47,6 +52,7 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
     if conditional and train_set.num_classes == 0:
         raise ConfigError(f"model.conditional=true but dataset {cfg['data']['name']!r} has no class labels")
     spec = {
+        "kind": "text" if getattr(train_set, "tokenizer", None) is not None else "image",
         "event_shape": list(train_set.event_shape),
         "levels": train_set.levels,
         "num_classes": train_set.num_classes if conditional else 0,
@@ -64,6 +70,8 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
     net = run.build_model()
     if _is_rank_zero():
         path.mkdir(parents=True, exist_ok=True)
+        if spec["kind"] == "text":
+            train_set.tokenizer.save(path / TOKENIZER_FILE)
         run.save_config()
     return run, net, splits
 
@@ -77,7 +85,7 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
         if run_dir is None:
             raise ConfigError("--resume needs the run directory (--run DIR)")
         run = open_run(run_dir)
-        splits = load_data(run.config["data"])
+        splits = load_data(run.config["data"], run.path)
         seed_everything(int(run.config["train"].get("seed", 0)))
         net = run.build_model()
     else:
@@ -101,6 +109,8 @@ def finish_run(run: Run) -> None:
                         title=f"{run.config['model']['name']} on {run.spec['data']}")
     out = run.config.get("output", {})
     n = int(out.get("samples", 64))
+    if run.spec.get("kind") == "text":
+        return  # text samples are written by `chainrule generate`
     if n > 0:
         model = run.load_model()
         x = sample(run, n, temperature=float(out.get("temperature", 1.0)), seed=0, model=model)
@@ -111,7 +121,7 @@ def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
              model: AutoregressiveModel | None = None) -> dict[str, Any]:
     """Exact NLL of a split: nats per example and bits/dim, recorded in the run's summary.json."""
     run = run if isinstance(run, Run) else open_run(run)
-    splits = load_data(run.config["data"])
+    splits = load_data(run.config["data"], run.path)
     if split not in splits:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
     model = model or run.load_model()
@@ -120,6 +130,10 @@ def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
     out = {"split": split, "data": data.describe(), "model": run.config["model"]["name"],
            "nll_nats": res["nll"], "bpd": res["bpd"], "examples": res["examples"],
            "params": sum(p.numel() for p in model.parameters())}
+    chars_per_token = getattr(data, "chars_per_token", None)
+    if chars_per_token:  # text: per token and per character, so every tokenizer compares fairly
+        out["nats_per_token"] = res["nll"] / model.num_dims
+        out["bits_per_char"] = out["nats_per_token"] / math.log(2.0) / chars_per_token
     run.write_summary({f"eval_{split}": out})
     return out
 
@@ -165,7 +179,7 @@ def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int 
     """
     run = run if isinstance(run, Run) else open_run(run)
     model = run.load_model()
-    data = load_data(run.config["data"])[split]
+    data = load_data(run.config["data"], run.path)[split]
     n = min(n, len(data))
     x, y = data.get(torch.arange(n))
     x = x.to(model.device)
