@@ -25,6 +25,9 @@ class TrainConfig:
     NLL before stopping (0 = never). ``grad_clip`` / ``ema``: 0 = off. ``keep_checkpoints``: 0 = keep all.
     ``max_seconds``: a wall-clock training budget (0 = none); when it runs out the run evaluates,
     checkpoints and stops as if ``steps`` were reached (a fixed CPU budget for fair comparisons).
+    ``curriculum``: ``[[step, context_length], ...]`` with steps increasing from 0 — training windows are cut
+    to the length of the last pair whose step <= the current step (validation uses the full context);
+    empty or null = off.
     """
 
     steps: int = 5000
@@ -47,6 +50,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     max_seconds: float = 0.0
+    curriculum: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -58,7 +62,14 @@ class TrainConfig:
             raise ConfigError(f"train.progress must be true or false; got {self.progress!r}")
         if self.num_threads is not None:
             self.num_threads = _as_int("num_threads", self.num_threads)
+        self.curriculum = _as_curriculum(self.curriculum)
         self._check_ranges()
+
+    def context_length(self, step: int) -> int | None:
+        """Training window length at (0-based) optimiser step ``step`` under the curriculum; None when off."""
+        if not self.curriculum:
+            return None
+        return [length for start, length in self.curriculum if start <= step][-1]
 
     def _check_ranges(self) -> None:
         positive = ("steps", "batch_size", "eval_batch_size", "log_every")
@@ -121,6 +132,26 @@ def _as_int(name: str, v: Any) -> int:
     if f != int(f):
         raise ConfigError(f"train.{name} must be a whole number; got {v!r}")
     return int(f)
+
+
+def _as_curriculum(v: Any) -> list[list[int]] | None:
+    """``[[step, length], ...]`` with steps 0 = s0 < s1 < ... and positive lengths; empty/None -> None."""
+    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return None
+    usage = "train.curriculum must be a list of [step, context_length] pairs starting at step 0, e.g. [[0, 32], " \
+            "[500, 64]]"
+    if not isinstance(v, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v):
+        raise ConfigError(f"{usage}; got {v!r}")
+    pairs = [[_as_int("curriculum", s), _as_int("curriculum", n)] for s, n in v]
+    if pairs[0][0] != 0:
+        raise ConfigError(f"{usage}; the first step is {pairs[0][0]}")
+    for (s0, _), (s1, _) in zip(pairs, pairs[1:], strict=False):
+        if s1 <= s0:
+            raise ConfigError(f"train.curriculum steps must increase; got {s1} after {s0}")
+    for _, n in pairs:
+        if n <= 0:
+            raise ConfigError(f"train.curriculum context lengths must be positive; got {n}")
+    return pairs
 
 
 def _as_betas(v: Any) -> tuple[float, float]:

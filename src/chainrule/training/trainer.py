@@ -6,6 +6,7 @@ Run directory: ``metrics.jsonl``, ``best.safetensors`` (best validation NLL; EMA
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -43,7 +44,7 @@ from chainrule.training.validation import mean_nll
 
 #: options whose change between a run and its resume alters the trajectory
 _TRAJECTORY_KEYS = ("steps", "batch_size", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio",
-                    "grad_clip", "ema", "seed")
+                    "grad_clip", "ema", "seed", "curriculum")
 
 
 @dataclass
@@ -123,9 +124,30 @@ class Trainer:
             raise ConfigError("the validation set is empty")
         if getattr(self.model, "num_classes", 0) > 0 and self.train_set.labels is None:
             raise ConfigError("the model is class-conditional but the training set has no labels")
+        if cfg.curriculum:
+            self._check_curriculum()
         if not self.resume and list_checkpoints(self.run_dir):
             raise CheckpointError(f"{self.run_dir}: already holds checkpoints; resume the run or choose a new "
                                   "run directory")
+
+    def _check_curriculum(self) -> None:
+        """A curriculum needs a dataset whose ``get`` takes ``length`` and lengths within the model's context."""
+        try:
+            takes_length = "length" in inspect.signature(self.train_set.get).parameters
+        except (TypeError, ValueError):
+            takes_length = False
+        if not takes_length:
+            raise ConfigError(f"train.curriculum needs a dataset that can cut shorter windows (a text dataset); "
+                              f"{self.train_set.describe()} cannot")
+        max_len = getattr(self.model, "max_len", None) or self.train_set.event_shape[-1]
+        longest = max(length for _, length in self.cfg.curriculum)
+        if longest > max_len:
+            raise ConfigError(f"train.curriculum asks for a context length of {longest} but the model's context "
+                              f"is {max_len}")
+
+    def _dims(self, length: int | None) -> int:
+        """Dimensions of one training example: the full event, or ``length`` positions under a curriculum."""
+        return self.num_dims if length is None else math.prod(self.train_set.event_shape[:-1]) * length
 
     @property
     def num_dims(self) -> int:
@@ -191,7 +213,9 @@ class Trainer:
                     self.train_set.set_epoch(p.epoch)
                     perm, perm_epoch = epoch_permutation(n, cfg.seed, p.epoch), p.epoch
                 lr = cfg.lr * lr_factor(p.step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                loss_val, gnorm = self._step(train_module, params, batch_at(perm, bsz, p.batch_in_epoch), lr)
+                length = cfg.context_length(p.step)  # a pure function of the step: resume stays exact
+                loss_val, gnorm = self._step(train_module, params, batch_at(perm, bsz, p.batch_in_epoch), lr,
+                                             length)
                 if not (math.isfinite(loss_val) and math.isfinite(gnorm)):
                     self._diverged(p.step + 1, loss_val, gnorm)
                 self.optimizer.step()
@@ -205,10 +229,10 @@ class Trainer:
                 p.window_grad_norm += gnorm
                 p.window_count += 1
                 bar.update(1)
-                bar.set_postfix({"loss": f"{loss_val:.3f}", "bpd": f"{bits_per_dim(loss_val, self.num_dims):.4f}"},
-                                refresh=False)
+                bar.set_postfix({"loss": f"{loss_val:.3f}",
+                                 "bpd": f"{bits_per_dim(loss_val, self._dims(length)):.4f}"}, refresh=False)
                 if p.step % cfg.log_every == 0:
-                    self._log_train(p, lr, per_epoch)
+                    self._log_train(p, lr, per_epoch, length)
                 if cfg.eval_every and p.step % cfg.eval_every == 0:
                     self._evaluate(p, per_epoch)
                 out_of_time = cfg.max_seconds > 0 and elapsed0 + time.perf_counter() - t_start >= cfg.max_seconds
@@ -226,11 +250,12 @@ class Trainer:
             bar.close()
         return p
 
-    def _step(self, train_module: nn.Module, params: list[nn.Parameter], batch: Tensor, lr: float
-              ) -> tuple[float, float]:
-        """Forward/backward on this rank's slice of the global ``batch``; returns (global mean loss, grad norm).
-        The optimiser step is left to the caller, after the NaN check."""
-        x, y = self.train_set.get(self.ctx.shard(batch))
+    def _step(self, train_module: nn.Module, params: list[nn.Parameter], batch: Tensor, lr: float,
+              length: int | None = None) -> tuple[float, float]:
+        """Forward/backward on this rank's slice of the global ``batch`` (windows of ``length`` positions under a
+        curriculum); returns (global mean loss, grad norm). The optimiser step is left to the caller."""
+        idx = self.ctx.shard(batch)
+        x, y = self.train_set.get(idx) if length is None else self.train_set.get(idx, length=length)
         x = x.to(self.device, non_blocking=True)
         cond = conditioning(self.model, y)
         if cond is not None:
@@ -251,13 +276,17 @@ class Trainer:
         raise TrainingDiverged(f"training diverged at step {step}: loss {loss}, gradient norm {gnorm}; stopped "
                                f"without saving anything for this step; {where}")
 
-    def _log_train(self, p: Progress, lr: float, per_epoch: int) -> None:
+    def _log_train(self, p: Progress, lr: float, per_epoch: int, length: int | None = None) -> None:
+        """Averages over the window; under a curriculum, ``train_bpd`` uses the current context length."""
         nll = p.window_nll / max(p.window_count, 1)
-        self.metrics.write({
+        record = {
             "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / per_epoch, 4), "lr": lr,
-            "train_nll": nll, "train_bpd": bits_per_dim(nll, self.num_dims),
+            "train_nll": nll, "train_bpd": bits_per_dim(nll, self._dims(length)),
             "grad_norm": p.window_grad_norm / max(p.window_count, 1), "split": "train",
-        })
+        }
+        if length is not None:
+            record["context_length"] = length
+        self.metrics.write(record)
         p.window_nll, p.window_grad_norm, p.window_count = 0.0, 0.0, 0
 
     # ------------------------------------------------------------------ evaluation
