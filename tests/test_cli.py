@@ -43,7 +43,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def test_help_has_examples(tmp_path):
-    for cmd in ["train", "eval", "sample", "complete", "models", "datasets", "demo"]:
+    for cmd in ["train", "eval", "sample", "complete", "models", "datasets", "demo", "generate", "import"]:
         res = chainrule(cmd, "--help", cwd=tmp_path)
         assert res.returncode == 0 and "example" in res.stdout, cmd
 

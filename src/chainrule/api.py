@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +191,63 @@ def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int 
     out = model.sample(n, cond=cond, x_given=x, known=known, temperature=temperature, generator=gen)
     given = x * known.unsqueeze(1)
     return x, given, out
+
+
+# ----------------------------------------------------------------- text generation
+def load_text_run(run: Run | str | Path, device: str | None = None) -> tuple[AutoregressiveModel, Any]:
+    """The model (eval mode) and tokenizer (``RUN/tokenizer.json``) of a text run."""
+    from chainrule.data.tokenizers import load_tokenizer
+    from chainrule.errors import CheckpointError
+
+    run = run if isinstance(run, Run) else open_run(run)
+    if run.spec.get("kind") != "text":
+        raise ConfigError(f"{run.path}: not a text run; generate needs a language model "
+                          "('chainrule sample' draws images)")
+    path = run.path / TOKENIZER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run.path}: text run without {TOKENIZER_FILE}")
+    return run.load_model(device), load_tokenizer(path)
+
+
+def _text_model(run: Run | str | Path | None, model: AutoregressiveModel | None, tokenizer: Any,
+                device: str | None) -> tuple[AutoregressiveModel, Any]:
+    if model is not None and tokenizer is not None:
+        return model, tokenizer
+    if run is None:
+        raise ConfigError("give a run, or both model and tokenizer")
+    loaded_model, loaded_tok = load_text_run(run, device)
+    return (model if model is not None else loaded_model), (tokenizer if tokenizer is not None else loaded_tok)
+
+
+def generate(run: Run | str | Path | None, prompt: str = "", *, use_cache: bool = True,
+             model: AutoregressiveModel | None = None, tokenizer: Any = None, device: str | None = None,
+             **options: Any) -> Iterator[str]:
+    """Stream one sample's continuation of ``prompt`` as text pieces, as they are produced.
+
+    ``options`` are :class:`chainrule.generation.GenerationConfig` fields (``max_new_tokens``,
+    ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``no_repeat_ngram_size``, ``stop``,
+    ``seed``). Options are checked before this returns (:class:`ConfigError`).
+
+    >>> for piece in api.generate("runs/shakespeare-transformer", "ROMEO:", max_new_tokens=100):
+    ...     print(piece, end="", flush=True)
+    """
+    from chainrule.generation import GenerationConfig, stream_texts
+
+    cfg = GenerationConfig.from_options(**options)
+    if cfg.num_samples != 1:
+        raise ConfigError("generate streams one sample; use generate_texts for several")
+    model, tokenizer = _text_model(run, model, tokenizer, device)
+    steps = stream_texts(model, tokenizer, prompt, cfg, use_cache=use_cache)
+    return (pieces[0] for pieces in steps if pieces[0])
+
+
+def generate_texts(run: Run | str | Path | None, prompt: str = "", num_samples: int = 1, *,
+                   use_cache: bool = True, model: AutoregressiveModel | None = None, tokenizer: Any = None,
+                   device: str | None = None, **options: Any) -> list[str]:
+    """Generate ``num_samples`` continuations of ``prompt`` together; returns the text of each (stop strings
+    applied, the prompt not included). ``options`` as for :func:`generate`."""
+    from chainrule.generation import GenerationConfig, generate_strings
+
+    cfg = GenerationConfig.from_options(num_samples=num_samples, **options)
+    model, tokenizer = _text_model(run, model, tokenizer, device)
+    return generate_strings(model, tokenizer, prompt, cfg, use_cache=use_cache)

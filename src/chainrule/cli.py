@@ -89,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["demo"])
     d.add_argument("--steps", type=int, default=None, help="Gated PixelCNN training steps")
     d.add_argument("--root", default="runs", help="where to put the demo runs (default runs/)")
+
+    im = sub.add_parser("import", help="convert a pretrained model (Hugging Face GPT-2) into a run",
+                        formatter_class=fmt, epilog="example:\n  chainrule import gpt2 hf/gpt2 --run runs/gpt2",
+                        description="Convert a Hugging Face GPT-2 directory (config.json, model.safetensors or "
+                                    "pytorch_model.bin, tokenizer.json or vocab.json + merges.txt) into a run "
+                                    "directory usable by eval and generate.")
+    im.add_argument("format", choices=["gpt2"], help="source format")
+    im.add_argument("source", metavar="DIR", help="the Hugging Face model directory")
+    im.add_argument("--run", metavar="OUT", help="run directory to write (default: runs/NAME-import-TIME)")
+    _add_generate_parser(sub, fmt)
     return p
 
 
@@ -158,8 +168,78 @@ def _cmd_demo(a: argparse.Namespace) -> None:
     run_demo(root=Path(a.root), steps=a.steps)
 
 
+def _cmd_import(a: argparse.Namespace) -> None:
+    from chainrule.convert import IMPORTERS
+    from chainrule.runs import default_run_dir
+
+    out = a.run or default_run_dir(Path(a.source).resolve().name, "import")
+    run = IMPORTERS[a.format](a.source, out)
+    print(f"run written to {run.path}")
+
+
+GENERATE_EXAMPLES = """examples:
+  chainrule generate runs/shakespeare-transformer --prompt "ROMEO:" --max-new-tokens 300
+  chainrule generate runs/gpt2 --prompt "The meaning of life is" --temperature 0.8 --top-k 50 --top-p 0.95 \\
+      --repetition-penalty 1.2 --no-repeat-ngram 3 --stop '\\n\\n' --seed 1 --num-samples 3"""
+
+
+def _add_generate_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    g = sub.add_parser("generate", help="continue a text prompt with a trained language model", formatter_class=fmt,
+                       description="Sample text from a text run, streaming it as it is produced. Tokens are drawn "
+                                   "after the repetition penalty, no-repeat-n-gram ban, temperature, top-k and "
+                                   "top-p, in that order. The prompt is printed first (unless --no-echo).",
+                       epilog=GENERATE_EXAMPLES)
+    g.add_argument("run", help="run directory of a text model")
+    g.add_argument("--prompt", default="", help="text to continue (default: empty, unconditional)")
+    g.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per sample (default 200)")
+    g.add_argument("--temperature", type=float, default=1.0, help="logit temperature; 0 = greedy (default 1)")
+    g.add_argument("--top-k", type=int, default=None, help="keep only the K most likely tokens")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, after top-k (default 1 = off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="CTRL-style penalty on tokens already in the text (default 1 = off)")
+    g.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                   help="never repeat an N-gram of tokens (default 0 = off)")
+    g.add_argument("--stop", nargs="+", action="extend", default=[], metavar="STR",
+                   help="end a sample before the first occurrence of STR (escapes \\n, \\t, \\\\ understood)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--num-samples", type=int, default=1, help="samples to generate; each printed under a header")
+    g.add_argument("--no-cache", action="store_true", help="re-run the full network for every token")
+    g.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt")
+
+
+def _unescape(s: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` in a command-line string -> newline, tab, backslash."""
+    import re
+
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], s)
+
+
+def _cmd_generate(a: argparse.Namespace) -> None:
+    from chainrule import api
+
+    options = {"max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "top_k": a.top_k,
+               "top_p": a.top_p, "repetition_penalty": a.repetition_penalty,
+               "no_repeat_ngram_size": a.no_repeat_ngram, "stop": [_unescape(s) for s in a.stop], "seed": a.seed}
+    echo = "" if a.no_echo else a.prompt
+    if a.num_samples == 1:
+        pieces = api.generate(a.run, a.prompt, use_cache=not a.no_cache, **options)
+        sys.stdout.write(echo)
+        sys.stdout.flush()
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    texts = api.generate_texts(a.run, a.prompt, num_samples=a.num_samples, use_cache=not a.no_cache, **options)
+    for i, text in enumerate(texts, 1):
+        print(f"=== sample {i}/{len(texts)} ===")
+        print(echo + text, flush=True)
+
+
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "complete": _cmd_complete,
-            "models": _cmd_models, "datasets": _cmd_datasets, "demo": _cmd_demo}
+            "models": _cmd_models, "datasets": _cmd_datasets, "demo": _cmd_demo,
+            "import": _cmd_import}
+COMMANDS["generate"] = _cmd_generate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
