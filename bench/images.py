@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=None,
                    help="training budget per run (default: 45 s digits, 120 s MNIST/Fashion-MNIST)")
     p.add_argument("--out", default=str(HERE / "results" / "images.json"))
+    p.add_argument("--merge", action="store_true",
+                   help="replace only these (dataset, model) rows in an existing results file")
     a = p.parse_args()
     torch.set_num_threads(2)
     root = HERE / "runs"
@@ -91,12 +93,21 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                        f"torch {torch.__version__}, CPU only",
-            "command": "python bench/images.py "
-                       + " ".join(f"--{k} {v}" for k, v in vars(a).items() if v and k != "out"),
+            "command": "python bench/images.py " + " ".join(
+                f"--{k}" if v is True else f"--{k} {v}" for k, v in vars(a).items() if v and k != "out"),
             "batch_size": BATCH, "binarization": "static (one seeded Bernoulli draw)"}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    Path(a.out).with_suffix(".md").write_text(table(rows) + "\n")
+    out = Path(a.out)
+    if a.merge and out.is_file():
+        done = {(r["dataset"], r["model"]) for r in rows}
+        old = json.loads(out.read_text())
+        meta = {**old["meta"], "reruns": old["meta"].get("reruns", []) + [meta["command"]]}
+        order = [(r["dataset"], r["model"]) for r in old["results"]]
+        merged = {(r["dataset"], r["model"]): r for r in old["results"] if (r["dataset"], r["model"]) not in done}
+        merged.update({(r["dataset"], r["model"]): r for r in rows})
+        rows = [merged[k] for k in order if k in merged] + [r for k, r in merged.items() if k not in order]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table(rows) + "\n")
     print(table(rows))
 
 

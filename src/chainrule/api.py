@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from chainrule.atomic import atomic_write_text
 from chainrule.config import build_config
 from chainrule.data.base import ImageDataset
 from chainrule.errors import ConfigError
@@ -110,7 +111,12 @@ def finish_run(run: Run) -> None:
     out = run.config.get("output", {})
     n = int(out.get("samples", 64))
     if run.spec.get("kind") == "text":
-        return  # text samples are written by `chainrule generate`
+        if n > 0:
+            texts = generate_texts(run, "", num_samples=min(n, 4), max_new_tokens=200, seed=0,
+                                   temperature=float(out.get("temperature", 1.0)))
+            atomic_write_text(run.path / "samples" / "final.txt",
+                              "".join(f"=== sample {i + 1} ===\n{t}\n" for i, t in enumerate(texts)))
+        return
     if n > 0:
         model = run.load_model()
         x = sample(run, n, temperature=float(out.get("temperature", 1.0)), seed=0, model=model)

@@ -118,6 +118,9 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size)
     if a.json:
         print(json.dumps(res, indent=2))
+    elif "bits_per_char" in res:
+        print(f"{res['model']} on {res['data']}: {res['nats_per_token']:.4f} nats/token, "
+              f"{res['bits_per_char']:.4f} bits/char ({res['examples']} windows)")
     else:
         print(f"{res['model']} on {res['data']}: {res['nll_nats']:.4f} nats/example, {res['bpd']:.4f} bits/dim "
               f"({res['examples']} examples)")
