@@ -154,8 +154,8 @@ def _cmd_models(_: argparse.Namespace) -> None:
     for name in MODELS:
         cls = model_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        cache = "cached step" if cls.supports_cache else ""
-        print(f"{name:16s} {doc}  {('[' + cache + ']') if cache else ''}".rstrip())
+        tags = [cls.data_kind] + (["cached step"] if cls.supports_cache else [])
+        print(f"{name:16s} {doc}  [{', '.join(tags)}]")
 
 
 def _cmd_datasets(_: argparse.Namespace) -> None:
