@@ -143,12 +143,25 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model in this process
+    p.add_argument("--generation-only", action="store_true",
+                   help="re-measure generation speed for the runs already in bench/runs and update the results")
     p.add_argument("--out", default=str(HERE / "results" / "text.json"))
     a = p.parse_args()
     torch.set_num_threads(2)
     root = HERE / "runs"
     if a.one:
         print(json.dumps(run_one(a.one, a.corpus, a.steps, root)))
+        return
+    if a.generation_only:
+        from chainrule.runs import open_run
+
+        old = json.loads(Path(a.out).read_text())
+        for r in old["results"]:
+            r["generation_tokens_per_s"] = generation_speed(open_run(root / f"tinyshakespeare-{r['model']}"))
+            print(r["model"], r["generation_tokens_per_s"], flush=True)
+        Path(a.out).write_text(json.dumps(old, indent=2) + "\n")
+        Path(a.out).with_suffix(".md").write_text(table(old["results"], old["meta"]["peak_fp32_flops_measured"]) + "\n")
+        print(table(old["results"], old["meta"]["peak_fp32_flops_measured"]))
         return
     peak = peak_flops()
     rows = []

@@ -203,3 +203,17 @@ def test_completion_keeps_given_pixels():
     other = model.sample(6, x_given=x, known=known, generator=torch.Generator().manual_seed(2))
     assert torch.equal(out[:, :, :2], x[:, :, :2]) and torch.equal(other[:, :, :2], x[:, :, :2])
     assert not torch.equal(out[:, :, 2:], other[:, :, 2:]), "the hidden half was not sampled"
+
+
+@pytest.mark.parametrize("name", [n for n in CACHED if model_class(n).data_kind == "sequence"])
+def test_prefill_matches_step_by_step(name):
+    """A batched prefill gives the same next-token logits and the same cache as feeding tokens one by one."""
+    from chainrule.models.sequence import SequenceModel
+
+    model = tiny(name, (1, 4, 4), 5)
+    tokens = torch.randint(0, 5, (3, 9), generator=torch.Generator().manual_seed(4))
+    fast, fast_cache = model.prefill(tokens)
+    slow, slow_cache = SequenceModel.prefill(model, tokens)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    nxt = torch.randint(0, 5, (3, 1), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(model.step(nxt, fast_cache)[0], model.step(nxt, slow_cache)[0], rtol=1e-5, atol=1e-5)

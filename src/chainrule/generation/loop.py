@@ -3,8 +3,9 @@
 Context window: a model of ``max_len`` positions predicts position ``t`` from the ``t`` tokens before it,
 so it sees at most ``W = max_len - 1`` tokens of context. When the context would grow past ``W``, the
 window jumps forward and keeps the most recent ``W // 2`` tokens; the cached path rebuilds its cache on
-them (``W // 2`` steps), then continues one ``step`` per token until the window is full again. So a long
-generation costs about two steps per token with the cache instead of one full pass per token, and each
+them in one batched ``prefill`` pass, then continues one ``step`` per token until the window is full
+again. So a long generation costs about one step per token with the cache instead of one full pass per
+token, and each
 token is predicted from between ``W // 2`` and ``W`` tokens of context. The uncached path uses the same
 window rule, re-running the network on the window for every token, and both paths draw the same random
 numbers, so under one seed they give the same tokens.
@@ -68,12 +69,8 @@ class TokenContext:
         return self.tokens[:, self.start:]
 
     def _prefill(self) -> Tensor:
-        """A fresh cache: the start vector, then every window token through ``step``."""
-        ctx = self.context()
-        self.cache = self.model.init_cache(ctx.shape[0])
-        logits, self.cache = self.model.step(None, self.cache)
-        for t in range(ctx.shape[1]):
-            logits, self.cache = self.model.step(ctx[:, t:t + 1], self.cache)
+        """A fresh cache holding the start vector and the window's tokens (one batched pass)."""
+        logits, self.cache = self.model.prefill(self.context())
         return logits
 
     def _recompute(self) -> Tensor:

@@ -38,11 +38,20 @@ class HybridLM(SequenceModel):
         self.lm_head = nn.Linear(embed_dim, self.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight
 
-    def body(self, h: Tensor) -> Tensor:
-        h, _ = self.rnn(h)
-        for block in self.blocks:
-            h = block(h)
+    def body(self, h: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
+        h, state = self.rnn(h)
+        if cache is not None:
+            cache["state"] = state
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if cache is None else (cache["k"][i], cache["v"][i]))
         return self.lm_head(self.ln_f(h))
+
+    def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """Fill the LSTM state and KV cache with the start vector and ``tokens`` (B, L) in one pass."""
+        cache = self.init_cache(tokens.shape[0], cond)
+        logits = self.body(self.prefill_inputs(tokens, cond), cache)
+        cache["pos"] = tokens.shape[1] + 1
+        return logits[:, -1], cache
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         p = self.token_embedding.weight

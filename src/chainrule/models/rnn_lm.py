@@ -47,3 +47,10 @@ class RNNLM(SequenceModel):
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         out, cache["state"] = self.rnn(self.step_input(x_prev, cache), cache["state"])
         return self.out(out)[:, 0], cache
+
+    def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """Run the recurrence over the start vector and ``tokens`` (B, L) in one call."""
+        cache = self.init_cache(tokens.shape[0], cond)
+        out, cache["state"] = self.rnn(self.prefill_inputs(tokens, cond))
+        return self.out(out[:, -1]), cache
+

@@ -77,3 +77,18 @@ class SequenceModel(AutoregressiveModel):
         if x_prev is None:
             return self.start_input(cache["batch_size"], cache.get("cond"))
         return self.token_embedding(x_prev[:, 0]).unsqueeze(1)
+
+    def prefill_inputs(self, tokens: Tensor, cond: Tensor | None) -> Tensor:
+        """Body inputs for the start vector followed by every token of ``tokens`` (B, L): ``(B, L + 1, D)``."""
+        start = self.start_input(tokens.shape[0], cond)
+        return torch.cat([start, self.token_embedding(tokens)], dim=1)
+
+    def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict]:
+        """A cache holding the start vector and ``tokens`` (B, L), and the logits ``(B, V)`` of the next token.
+        This default feeds :meth:`step` one token at a time; models override it with one batched pass."""
+        cache = self.init_cache(tokens.shape[0], cond)
+        logits, cache = self.step(None, cache)
+        for t in range(tokens.shape[1]):
+            logits, cache = self.step(tokens[:, t:t + 1], cache)
+        return logits, cache
+

@@ -58,8 +58,11 @@ class CausalSelfAttention(nn.Module):
         b, _, t, _ = y.shape
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, -1)))
 
-    def forward(self, h: Tensor) -> Tensor:
+    def forward(self, h: Tensor, kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Causal attention over ``h`` (B, T, D); with ``kv`` buffers, also store this pass's keys/values."""
         q, k, v = self._heads(h, torch.arange(h.shape[1], device=h.device))
+        if kv is not None:
+            kv[0][:, :, :h.shape[1]], kv[1][:, :, :h.shape[1]] = k, v
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self._merge(y)
@@ -85,8 +88,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=bias), nn.GELU(approximate="tanh"),
                                  nn.Linear(hidden, dim, bias=bias), nn.Dropout(dropout))
 
-    def forward(self, h: Tensor) -> Tensor:
-        h = h + self.attn(self.ln1(h))
+    def forward(self, h: Tensor, kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        h = h + self.attn(self.ln1(h), kv)
         return h + self.mlp(self.ln2(h))
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
@@ -144,11 +147,18 @@ class Transformer(SequenceModel):
             h = h + self.position_embedding(torch.arange(start, start + h.shape[1], device=h.device))
         return self.drop(h)
 
-    def body(self, h: Tensor) -> Tensor:
+    def body(self, h: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
         h = self._embed_positions(h, 0)
-        for block in self.blocks:
-            h = block(h)
+        for i, block in enumerate(self.blocks):
+            h = block(h, None if cache is None else (cache["k"][i], cache["v"][i]))
         return self.lm_head(self.ln_f(h))
+
+    def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """Fill the KV cache with the start vector and ``tokens`` (B, L) in one batched pass."""
+        cache = self.init_cache(tokens.shape[0], cond)
+        logits = self.body(self.prefill_inputs(tokens, cond), cache)
+        cache["pos"] = tokens.shape[1] + 1
+        return logits[:, -1], cache
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         p = self.token_embedding.weight
