@@ -9,8 +9,9 @@ from chainrule.data.registry import load_splits
 from chainrule.models.registry import build_model
 from chainrule.training import TrainConfig, Trainer
 
-#: a character unigram model of this corpus needs about 4.2 bits/char; bigram statistics about 3.4.
-#: Beating 3.0 after this brief run shows the model uses more than the previous character.
+#: on this corpus (5.06 M characters) character frequencies alone give 4.80 bits/char and the previous
+#: character 3.61 bits/char (empirical entropies of the whole text); reaching 3.0 after 1,000 small steps
+#: shows the model uses longer context than one character.
 TARGET_BITS_PER_CHAR = 3.0
 
 
@@ -23,7 +24,7 @@ def test_brief_training_on_shakespeare(name, options, tmp_path):
     train, val = splits["train"], splits["val"]
     torch.manual_seed(0)
     model = build_model(name, train.event_shape, train.levels, head="categorical", **options)
-    cfg = TrainConfig(steps=400, batch_size=32, lr=3e-3, warmup_steps=20, eval_every=0, checkpoint_every=0,
+    cfg = TrainConfig(steps=1000, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=0, checkpoint_every=0,
                       progress=False)
     Trainer(model, train, val, cfg, tmp_path / "run").fit()
     model.eval()
