@@ -8,7 +8,7 @@ from pathlib import Path
 from chainrule import api
 
 #: Gated PixelCNN settings sized to train in a few minutes on two CPU cores
-DEMO_STEPS = 1500
+DEMO_STEPS = 1200
 DEMO_MODEL = ["model.num_layers=6", "train.batch_size=64", "train.lr=2e-3",
               "train.eval_every=250", "train.checkpoint_every=500", "train.warmup_steps=100"]
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from chainrule.heads.base import Head
 from chainrule.models.sequence import SequenceModel
-from chainrule.models.transformer import Block
+from chainrule.models.transformer import Block, prefill_kv
 
 
 class HybridLM(SequenceModel):
@@ -48,10 +48,7 @@ class HybridLM(SequenceModel):
 
     def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
         """Fill the LSTM state and KV cache with the start vector and ``tokens`` (B, L) in one pass."""
-        cache = self.init_cache(tokens.shape[0], cond)
-        logits = self.body(self.prefill_inputs(tokens, cond), cache)
-        cache["pos"] = tokens.shape[1] + 1
-        return logits[:, -1], cache
+        return prefill_kv(self, tokens, cond)
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         p = self.token_embedding.weight

@@ -35,6 +35,14 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return out.flatten(-2).type_as(x)
 
 
+def prefill_kv(model: SequenceModel, tokens: Tensor, cond: Tensor | None) -> tuple[Tensor, dict[str, Any]]:
+    """Prefill for models whose ``body(h, cache)`` stores keys/values (and any state) in ``cache``."""
+    cache = model.init_cache(tokens.shape[0], cond)
+    logits = model.body(model.prefill_inputs(tokens, cond), cache)
+    cache["pos"] = tokens.shape[1] + 1
+    return logits[:, -1], cache
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float, bias: bool, rotary: bool) -> None:
         super().__init__()
@@ -155,10 +163,7 @@ class Transformer(SequenceModel):
 
     def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
         """Fill the KV cache with the start vector and ``tokens`` (B, L) in one batched pass."""
-        cache = self.init_cache(tokens.shape[0], cond)
-        logits = self.body(self.prefill_inputs(tokens, cond), cache)
-        cache["pos"] = tokens.shape[1] + 1
-        return logits[:, -1], cache
+        return prefill_kv(self, tokens, cond)
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         p = self.token_embedding.weight
