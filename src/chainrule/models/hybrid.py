@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from chainrule.heads.base import Head
 from chainrule.models.sequence import SequenceModel
-from chainrule.models.transformer import Block, prefill_kv
+from chainrule.models.transformer import Block, kv_buffers, prefill_kv, run_blocks
 
 
 class HybridLM(SequenceModel):
@@ -42,20 +42,15 @@ class HybridLM(SequenceModel):
         h, state = self.rnn(h)
         if cache is not None:
             cache["state"] = state
-        for i, block in enumerate(self.blocks):
-            h = block(h, None if cache is None else (cache["k"][i], cache["v"][i]))
-        return self.lm_head(self.ln_f(h))
+        return self.lm_head(self.ln_f(run_blocks(self.blocks, h, cache)))
 
     def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
         """Fill the LSTM state and KV cache with the start vector and ``tokens`` (B, L) in one pass."""
         return prefill_kv(self, tokens, cond)
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
-        p = self.token_embedding.weight
-        attn = self.blocks[0].attn if len(self.blocks) else None
-        shape = (batch_size, attn.num_heads, self.max_len, attn.head_dim) if attn else (batch_size, 1, 1, 1)
         return {"pos": 0, "batch_size": batch_size, "cond": cond, "state": None,
-                "k": [p.new_zeros(shape) for _ in self.blocks], "v": [p.new_zeros(shape) for _ in self.blocks]}
+                **kv_buffers(self.blocks, batch_size, self.max_len, self.token_embedding.weight)}
 
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         if cache["pos"] >= self.max_len:

@@ -43,6 +43,19 @@ def prefill_kv(model: SequenceModel, tokens: Tensor, cond: Tensor | None) -> tup
     return logits[:, -1], cache
 
 
+def run_blocks(blocks: nn.ModuleList, h: Tensor, cache: dict[str, Any] | None) -> Tensor:
+    """Apply attention ``blocks`` to ``h``; with a ``cache``, each block also stores its keys/values."""
+    for i, block in enumerate(blocks):
+        h = block(h, None if cache is None else (cache["k"][i], cache["v"][i]))
+    return h
+
+
+def kv_buffers(blocks: nn.ModuleList, batch_size: int, max_len: int, like: Tensor) -> dict[str, list[Tensor]]:
+    """Preallocated key/value buffers ``(B, heads, max_len, head_dim)``, one pair per block."""
+    shape = [(batch_size, b.attn.num_heads, max_len, b.attn.head_dim) for b in blocks]
+    return {"k": [like.new_zeros(s) for s in shape], "v": [like.new_zeros(s) for s in shape]}
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float, bias: bool, rotary: bool) -> None:
         super().__init__()
@@ -156,9 +169,7 @@ class Transformer(SequenceModel):
         return self.drop(h)
 
     def body(self, h: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
-        h = self._embed_positions(h, 0)
-        for i, block in enumerate(self.blocks):
-            h = block(h, None if cache is None else (cache["k"][i], cache["v"][i]))
+        h = run_blocks(self.blocks, self._embed_positions(h, 0), cache)
         return self.lm_head(self.ln_f(h))
 
     def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:
@@ -166,11 +177,8 @@ class Transformer(SequenceModel):
         return prefill_kv(self, tokens, cond)
 
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
-        p = self.token_embedding.weight
-        shape = (batch_size, self.blocks[0].attn.num_heads, self.max_len, self.blocks[0].attn.head_dim) \
-            if len(self.blocks) else (batch_size, 1, self.max_len, 1)
         return {"pos": 0, "batch_size": batch_size, "cond": cond,
-                "k": [p.new_zeros(shape) for _ in self.blocks], "v": [p.new_zeros(shape) for _ in self.blocks]}
+                **kv_buffers(self.blocks, batch_size, self.max_len, self.token_embedding.weight)}
 
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         if cache["pos"] >= self.max_len:
