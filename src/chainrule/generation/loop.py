@@ -31,7 +31,7 @@ class TokenContext:
     """The tokens so far ``(B, L)`` and the model's logits ``(B, V)`` for the next one.
 
     Args:
-        model: a sequence model (in eval mode, under ``torch.no_grad``).
+        model: a sequence model (in eval mode, under ``torch.inference_mode``).
         prompt: ``(B, L)`` long tokens on the model's device (``L`` may be 0).
         use_cache: feed tokens one ``step`` at a time when the model supports it; otherwise (or once the
             window slides) re-run the network on the window.
@@ -91,7 +91,7 @@ def check_prompt(model: SequenceModel, prompt_ids: Sequence[int]) -> None:
         raise ConfigError(f"prompt token id {bad[0]} is outside the model's vocabulary of {model.vocab_size}")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_tokens(
     model: SequenceModel,
     prompt_ids: Sequence[int],

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.heads.base import Head
 from chainrule.models.sequence import SequenceModel
-from chainrule.models.transformer import Block, kv_buffers, prefill_kv, run_blocks
+from chainrule.models.transformer import Block, kv_buffers, layer_norm, prefill_kv, run_blocks
+from chainrule.nn.recurrent import recurrent_step
 
 
 class HybridLM(SequenceModel):
@@ -55,8 +57,8 @@ class HybridLM(SequenceModel):
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         if cache["pos"] >= self.max_len:
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
-        h, cache["state"] = self.rnn(self.step_input(x_prev, cache), cache["state"])
+        h, cache["state"] = recurrent_step(self.rnn, self.step_input(x_prev, cache), cache["state"])
         for i, block in enumerate(self.blocks):
             h = block.step(h, cache, i)
         cache["pos"] += 1
-        return self.lm_head(self.ln_f(h))[:, 0], cache
+        return F.linear(layer_norm(self.ln_f, h[:, 0]), self.lm_head.weight), cache

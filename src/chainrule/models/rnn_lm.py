@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from chainrule.errors import ConfigError
 from chainrule.heads.base import Head
 from chainrule.models.sequence import SequenceModel
+from chainrule.nn.recurrent import recurrent_step
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -45,7 +46,7 @@ class RNNLM(SequenceModel):
         return {"batch_size": batch_size, "cond": cond, "state": None}
 
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        out, cache["state"] = self.rnn(self.step_input(x_prev, cache), cache["state"])
+        out, cache["state"] = recurrent_step(self.rnn, self.step_input(x_prev, cache), cache["state"])
         return self.out(out)[:, 0], cache
 
     def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict[str, Any]]:

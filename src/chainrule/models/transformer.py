@@ -50,10 +50,24 @@ def run_blocks(blocks: nn.ModuleList, h: Tensor, cache: dict[str, Any] | None) -
     return h
 
 
-def kv_buffers(blocks: nn.ModuleList, batch_size: int, max_len: int, like: Tensor) -> dict[str, list[Tensor]]:
-    """Preallocated key/value buffers ``(B, heads, max_len, head_dim)``, one pair per block."""
+def kv_buffers(blocks: nn.ModuleList, batch_size: int, max_len: int, like: Tensor) -> dict[str, Any]:
+    """Preallocated key/value buffers ``(B, heads, max_len, head_dim)``, one pair per block, and the rotary
+    cos/sin tables for every position when the blocks use rotary positions."""
     shape = [(batch_size, b.attn.num_heads, max_len, b.attn.head_dim) for b in blocks]
-    return {"k": [like.new_zeros(s) for s in shape], "v": [like.new_zeros(s) for s in shape]}
+    out: dict[str, Any] = {"k": [like.new_zeros(s) for s in shape], "v": [like.new_zeros(s) for s in shape]}
+    if len(blocks) and blocks[0].attn.rotary:
+        out["rope"] = rotary_tables(torch.arange(max_len, device=like.device), blocks[0].attn.head_dim)
+    return out
+
+
+def layer_norm(ln: nn.LayerNorm, h: Tensor) -> Tensor:
+    """``ln(h)`` without the module call (the incremental step runs hundreds of these per token)."""
+    return F.layer_norm(h, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+def linear(layer: nn.Linear, h: Tensor) -> Tensor:
+    """``layer(h)`` without the module call."""
+    return F.linear(h, layer.weight, layer.bias)
 
 
 class CausalSelfAttention(nn.Module):
@@ -89,13 +103,17 @@ class CausalSelfAttention(nn.Module):
         return self._merge(y)
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
-        """One new position ``h`` (B, 1, D) attending to the cached keys/values of earlier positions."""
-        pos = cache["pos"]
-        q, k, v = self._heads(h, torch.tensor([pos], device=h.device))
+        """One new position ``h`` (B, 1, D) attending to the cached keys/values of earlier positions.
+        Inference path: functional calls on the module's weights, rotary tables from the cache, no dropout."""
+        pos, b = cache["pos"], h.shape[0]
+        q, k, v = linear(self.qkv, h).view(b, 1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.rotary:
+            cos, sin = cache["rope"][0][pos:pos + 1], cache["rope"][1][pos:pos + 1]
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         ks, vs = cache["k"][layer], cache["v"][layer]
         ks[:, :, pos:pos + 1], vs[:, :, pos:pos + 1] = k, v
         y = F.scaled_dot_product_attention(q, ks[:, :, :pos + 1], vs[:, :, :pos + 1])
-        return self._merge(y)
+        return linear(self.proj, y.transpose(1, 2).reshape(b, 1, -1))
 
 
 class Block(nn.Module):
@@ -114,8 +132,10 @@ class Block(nn.Module):
         return h + self.mlp(self.ln2(h))
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
-        h = h + self.attn.step(self.ln1(h), cache, layer)
-        return h + self.mlp(self.ln2(h))
+        """One new position through the block (inference path, no dropout)."""
+        h = h + self.attn.step(layer_norm(self.ln1, h), cache, layer)
+        hidden = F.gelu(linear(self.mlp[0], layer_norm(self.ln2, h)), approximate="tanh")
+        return h + linear(self.mlp[2], hidden)
 
 
 class Transformer(SequenceModel):
@@ -183,8 +203,10 @@ class Transformer(SequenceModel):
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         if cache["pos"] >= self.max_len:
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
-        h = self._embed_positions(self.step_input(x_prev, cache), cache["pos"])
+        h = self.step_input(x_prev, cache)
+        if self.position_embedding is not None:
+            h = h + self.position_embedding.weight[cache["pos"]]
         for i, block in enumerate(self.blocks):
             h = block.step(h, cache, i)
         cache["pos"] += 1
-        return self.lm_head(self.ln_f(h))[:, 0], cache
+        return F.linear(layer_norm(self.ln_f, h[:, 0]), self.lm_head.weight), cache
