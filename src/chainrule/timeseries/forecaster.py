@@ -1,0 +1,43 @@
+"""The Forecaster protocol shared by baselines, statistical comparators and neural models, plus sample helpers."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from chainrule.timeseries.table import SeriesSet
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """Fit on a series set, then forecast sample paths.
+
+    ``predict`` returns an array of shape ``(len(context), num_samples, horizon)`` (float64). A forecast may use
+    only ``context.values`` (and covariates of the context; a model that uses covariates may read the
+    ``horizon`` extra covariate rows when ``context.covariates`` extends past the values). Point forecasters
+    repeat their point forecast across samples. A forecaster may also define
+    ``predict_point(context, horizon) -> (N, horizon)``; backtests then score that point forecast (e.g. an exact
+    mean) instead of the sample median.
+    """
+
+    name: str
+
+    def fit(self, train: SeriesSet) -> None: ...
+
+    def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray: ...
+
+
+def repeat_point(point: np.ndarray, num_samples: int) -> np.ndarray:
+    """``(N, H)`` point forecasts -> ``(N, S, H)`` identical sample paths."""
+    point = np.asarray(point, dtype=np.float64)
+    return np.repeat(point[:, None, :], num_samples, axis=1)
+
+
+def gaussian_paths(mu: np.ndarray, sigma: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
+    """``(N, S, H)`` independent Gaussian draws per step with mean ``mu`` and std ``sigma`` (both ``(N, H)``);
+    a NaN or zero ``sigma`` gives the mean itself. Reproducible for a given ``seed``."""
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.nan_to_num(np.asarray(sigma, dtype=np.float64), nan=0.0)
+    noise = np.random.default_rng(seed).standard_normal((mu.shape[0], num_samples, mu.shape[1]))
+    return mu[:, None, :] + sigma[:, None, :] * noise
