@@ -1,0 +1,37 @@
+"""The ``chainrule export`` command: parser and handler (registered in :mod:`chainrule.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from chainrule.export import FORMATS
+
+EXAMPLES = """examples:
+  chainrule export runs/shakespeare-transformer --format onnx --out model.onnx
+  chainrule export runs/gpt2 --out gpt2.onnx --max-context 256     # smaller KV cache
+  chainrule-edge generate model.onnx --prompt "ROMEO:" --max-new-tokens 200
+  chainrule-edge forecast passengers.onnx --history 112,118,132,129,121 --horizon 12"""
+
+
+def add_export_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    x = sub.add_parser("export", help="export a run to ONNX for the torch-free runtime (chainrule-edge)",
+                       formatter_class=fmt, epilog=EXAMPLES,
+                       description="Export a trained run as one self-contained ONNX file: the incremental step "
+                                   "of a text model (with its KV cache / recurrent state and tokenizer) or of a "
+                                   "forecaster (with its feature spec), or the forward pass of an image model. "
+                                   "The exported graph is checked against PyTorch before the file is written. "
+                                   "Run it with chainrule-edge.")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", default="onnx", help=f"export format: {', '.join(FORMATS)} (default onnx)")
+    x.add_argument("--out", default="model.onnx", help="output file (default model.onnx)")
+    x.add_argument("--max-context", type=int, default=None, metavar="N",
+                   help="positions in the exported cache. Text models: default the model's context length; "
+                        "forecasters: history + the longest horizon (default history + 4 x the trained horizon)")
+
+
+def run_export(a: argparse.Namespace) -> None:
+    from chainrule.export import export_run
+
+    meta = export_run(a.run, a.out, fmt=a.format, max_context=a.max_context)
+    what = "incremental step" if meta["graph"] == "step" else "forward pass"
+    print(f"wrote {a.out} ({meta['model']} {what}, {meta['kind']} model)")

@@ -1,0 +1,84 @@
+"""What to export for a model: the wrapper module, example inputs, names, dynamic axes and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from chainrule.errors import ConfigError
+from chainrule.export.forward import ForwardPass
+from chainrule.export.metadata import build_metadata
+from chainrule.export.steps import STEPS, zero_cache
+from chainrule.models.base import AutoregressiveModel
+
+#: registered models that cannot be exported, with the reason (none today; the tests check this list)
+NOT_EXPORTABLE: dict[str, str] = {}
+
+#: example batch for tracing (> 1, so the batch axis is never specialised to a constant)
+EXAMPLE_BATCH = 2
+
+
+@dataclass
+class ExportPlan:
+    """A module to trace with its example inputs, and how its graph is described."""
+
+    module: nn.Module
+    args: tuple[Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    #: name -> batch axis, for every input and output
+    batch_axes: dict[str, int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_export(model: AutoregressiveModel, max_context: int | None = None) -> ExportPlan:
+    """The export plan of ``model`` (in eval mode): the incremental step for text models, the teacher-forced
+    forward pass for image models. :class:`ConfigError` for a model that cannot be exported."""
+    if model.name in NOT_EXPORTABLE:
+        raise ConfigError(f"model {model.name!r} cannot be exported: {NOT_EXPORTABLE[model.name]}")
+    if model.data_kind == "sequence":
+        return _step_plan(model, max_context)
+    if max_context is not None:
+        raise ConfigError(f"--max-context applies to text models; {model.name!r} is an image model")
+    return _forward_plan(model)
+
+
+def _step_plan(model: AutoregressiveModel, max_context: int | None) -> ExportPlan:
+    if model.name not in STEPS:
+        raise ConfigError(f"model {model.name!r} cannot be exported: no exportable incremental step")
+    n = model.max_len if max_context is None else int(max_context)
+    if not 2 <= n <= model.max_len:
+        raise ConfigError(f"max context must be between 2 and the model's {model.max_len} positions, got {n}")
+    wrapper = STEPS[model.name](model, n).eval()
+    like = model.token_embedding.weight
+    token = torch.zeros(EXAMPLE_BATCH, dtype=torch.long, device=like.device)
+    position = torch.tensor(0, dtype=torch.long, device=like.device)
+    cache = zero_cache(wrapper.cache_specs, EXAMPLE_BATCH, like)
+    past = [s[0] for s in wrapper.cache_specs]
+    present = [s[1] for s in wrapper.cache_specs]
+    axes = {"token": 0, "logits": 0}
+    for name_in, name_out, shape in wrapper.cache_specs:
+        axes[name_in] = axes[name_out] = shape.index("batch")
+    cache_meta = [{"input": i, "output": o, "shape": s} for i, o, s in wrapper.cache_specs]
+    meta = build_metadata(model, "text", "step", ["token", "position", *past], ["logits", *present],
+                          vocab_size=model.vocab_size, max_context=n, cache=cache_meta)
+    return ExportPlan(wrapper, (token, position, *cache), ["token", "position", *past], ["logits", *present],
+                      axes, meta)
+
+
+def _forward_plan(model: AutoregressiveModel) -> ExportPlan:
+    wrapper = ForwardPass(model).eval()
+    device = model.device
+    x = torch.zeros(EXAMPLE_BATCH, *model.event_shape, dtype=torch.long, device=device)
+    args: tuple[Tensor, ...] = (x,)
+    names = ["x"]
+    if wrapper.conditional:
+        args += (torch.zeros(EXAMPLE_BATCH, dtype=torch.long, device=device),)
+        names.append("cond")
+    meta = build_metadata(model, "image", "forward", names, ["params"],
+                          ordering=[int(i) for i in model.ordering().tolist()],
+                          row_causal=bool(model.row_causal))
+    return ExportPlan(wrapper, args, names, ["params"], {n: 0 for n in [*names, "params"]}, meta)
