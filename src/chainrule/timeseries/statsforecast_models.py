@@ -5,10 +5,15 @@ missing values are linearly interpolated, trailing ones carry the last value and
 Sample paths: the per-step standard deviation is derived from the model's 90% prediction interval as
 ``sigma = (hi - lo) / (2 * z_0.95)`` and Gaussian draws are taken around the mean forecast (exact for the
 Gaussian intervals these models report; an approximation otherwise). A model that fails on a series falls back
-to the naive forecast (statsforecast's ``fallback_model``).
+to the naive forecast (statsforecast's ``fallback_model``). AutoARIMA selects its model with the CSS
+approximation (``approximation=True``; R's ``auto.arima`` does the same for long or high-frequency series), about
+three times faster than exact likelihood on M3 monthly series. ``n_jobs`` (default: the ``CHAINRULE_SF_JOBS``
+environment variable, else 1) spreads series over processes.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pandas as pd
@@ -31,7 +36,7 @@ def _complete(x: np.ndarray) -> np.ndarray:
 class StatsForecastModel:
     """A statsforecast model (``autoets``, ``autoarima`` or ``theta``) behind the Forecaster protocol."""
 
-    def __init__(self, kind: str, season: int | None = None, n_jobs: int = 1):
+    def __init__(self, kind: str, season: int | None = None, n_jobs: int | None = None):
         if kind not in _KINDS:
             raise ConfigError(f"unknown statsforecast model {kind!r}; available: {', '.join(_KINDS)}")
         try:
@@ -41,7 +46,7 @@ class StatsForecastModel:
         self.name = kind
         self.kind = kind
         self._season = season
-        self._n_jobs = n_jobs
+        self._n_jobs = int(n_jobs if n_jobs is not None else os.environ.get("CHAINRULE_SF_JOBS", 1))
 
     def fit(self, train: SeriesSet) -> None:
         """Nothing to learn across series: each forecast fits the model to its own context."""
@@ -53,7 +58,7 @@ class StatsForecastModel:
 
         season = max(1, int(self._season if self._season is not None else context.season))
         model = {"autoets": lambda: sfm.AutoETS(season_length=season),
-                 "autoarima": lambda: sfm.AutoARIMA(season_length=season),
+                 "autoarima": lambda: sfm.AutoARIMA(season_length=season, approximation=True),
                  "theta": lambda: sfm.Theta(season_length=season)}[self.kind]()
         series = [_complete(x) for x in context.values]
         frame = pd.DataFrame({
