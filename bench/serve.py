@@ -1,0 +1,309 @@
+"""Serving load test: concurrent clients on loopback against ``chainrule serve`` with a small text model and a
+forecaster.
+
+Each client sends requests back to back for the whole run, one kind per client in turn: plain text generation,
+streamed generation (server-sent events; first-token latency measured) and forecasts. Reports requests/s,
+p50/p99 latency and errors per kind, and the server process's peak resident memory (VmHWM from /proc). The
+clients run in this process (asyncio + httpx), so on a small machine they share the CPU with the server.
+
+    .venv/bin/python bench/serve.py                              # 50 clients, 30 s; creates tiny runs if needed
+    .venv/bin/python bench/serve.py --clients 5 --duration 5     # quick check
+    .venv/bin/python bench/serve.py --text-run runs/lm --forecast-run runs/passengers
+
+Runs it creates go to bench/runs/serve-text and bench/runs/serve-forecast (reused on later calls); the server's
+log to bench/runs/serve-server.log.
+Writes bench/results/serve.json and bench/results/serve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("generate", "stream", "forecast")
+TEXT_TRAIN = ["data.tokenizer=char", "data.context=128", "model.embed_dim=64", "model.num_layers=2",
+              "model.num_heads=4", "model.dropout=0", "train.steps={steps}", "train.batch_size=16", "train.lr=3e-3",
+              "train.eval_every=0", "train.checkpoint_every=0", "train.progress=false", "output.samples=0"]
+
+
+# ------------------------------------------------------------------ runs
+def ensure_text_run(path: Path, data: str, steps: int) -> Path:
+    """A tiny character-level transformer, trained for a few steps through the Python API."""
+    if (path / "best.safetensors").is_file():
+        return path
+    from chainrule import api
+
+    print(f"training a tiny text model on {data} into {path} ({steps} steps)", flush=True)
+    api.train(data, "transformer", overrides=[o.format(steps=steps) for o in TEXT_TRAIN], run_dir=path)
+    return path
+
+
+def ensure_forecast_run(path: Path, data: str, steps: int) -> Path | None:
+    """A tiny DeepAR forecaster, or None when the time-series extra is not installed."""
+    if (path / "best.safetensors").is_file():
+        return path
+    try:
+        from chainrule.timeseries.api import train_forecaster
+    except ImportError as e:
+        print(f"no forecaster: {e}", flush=True)
+        return None
+    print(f"training a tiny forecaster on {data} into {path} ({steps} steps)", flush=True)
+    train_forecaster(data, "deepar", steps=steps, progress=False, run_dir=path, hidden_size=16, num_layers=1)
+    return path
+
+
+# ------------------------------------------------------------------ server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(runs: list[Path], port: int, threads: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "chainrule", "serve", *map(str, runs), "--port", str(port), "--threads", str(threads)]
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 180:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"server did not start within 180 s; see {log}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in kB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(line.split()[1])
+    return out
+
+
+# ------------------------------------------------------------------ load
+class Stats:
+    def __init__(self) -> None:
+        self.latency: dict[str, list[float]] = {k: [] for k in KINDS}
+        self.done_at: dict[str, list[float]] = {k: [] for k in KINDS}
+        self.first_token: list[float] = []
+        self.errors: dict[str, int] = {k: 0 for k in KINDS}
+        self.messages: list[str] = []
+
+    def error(self, kind: str, message: str) -> None:
+        self.errors[kind] += 1
+        if len(self.messages) < 10:
+            self.messages.append(f"{kind}: {message}")
+
+
+async def one_request(c: httpx.AsyncClient, kind: str, seed: int, args: argparse.Namespace, stats: Stats,
+                      models: dict[str, str]) -> None:
+    t0 = time.perf_counter()
+    try:
+        if kind == "forecast":
+            r = await c.post("/v1/forecast", json={"model": models["forecast"], "history": args.history,
+                                                   "seed": seed, "num_samples": args.forecast_samples})
+            ok = r.status_code == 200
+        elif kind == "generate":
+            r = await c.post("/v1/generate", json={"model": models["text"], "prompt": args.prompt,
+                                                   "max_new_tokens": args.tokens, "seed": seed})
+            ok = r.status_code == 200
+        else:
+            ok, first = False, None
+            async with c.stream("POST", "/v1/generate", json={"model": models["text"], "prompt": args.prompt,
+                                                              "max_new_tokens": args.tokens, "seed": seed,
+                                                              "stream": True}) as r:
+                async for line in r.aiter_lines():
+                    if first is None and line.startswith("data:"):
+                        first = time.perf_counter() - t0
+                    if line.startswith("event: done"):
+                        ok = True
+                    elif line.startswith("event: error"):
+                        break
+            if first is not None:
+                stats.first_token.append(first)
+        if not ok:
+            return stats.error(kind, f"status {r.status_code}")
+    except httpx.HTTPError as e:
+        return stats.error(kind, f"{type(e).__name__}: {e}")
+    now = time.perf_counter()
+    stats.latency[kind].append(now - t0)
+    stats.done_at[kind].append(now)
+
+
+async def client_loop(i: int, base: str, kinds: list[str], until: float, args: argparse.Namespace, stats: Stats,
+                      models: dict[str, str]) -> None:
+    kind = kinds[i % len(kinds)]
+    seed = 1000 * i
+    async with httpx.AsyncClient(base_url=base, timeout=args.request_timeout) as c:
+        while time.perf_counter() < until:
+            await one_request(c, kind, seed, args, stats, models)
+            seed += 1
+
+
+async def watch_memory(pid: int, stop: asyncio.Event, peak: dict[str, int]) -> None:
+    while not stop.is_set():
+        mem = memory_kb(pid)
+        peak["rss_kb"] = max(peak.get("rss_kb", 0), mem.get("VmRSS", 0))
+        peak["hwm_kb"] = mem.get("VmHWM", 0)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except TimeoutError:
+            pass
+
+
+async def load(base: str, pid: int, kinds: list[str], args: argparse.Namespace, models: dict[str, str]) -> dict:
+    stats, peak, stop = Stats(), {}, asyncio.Event()
+    watcher = asyncio.create_task(watch_memory(pid, stop, peak))
+    rss_before = memory_kb(pid).get("VmRSS", 0)
+    cpu0, own0 = cpu_seconds(pid), time.process_time()
+    t0 = time.perf_counter()
+    until = t0 + args.duration
+    await asyncio.gather(*(client_loop(i, base, kinds, until, args, stats, models) for i in range(args.clients)))
+    elapsed = time.perf_counter() - t0
+    cpu = {"server_cpu_s": round(cpu_seconds(pid) - cpu0, 1), "client_cpu_s": round(time.process_time() - own0, 1)}
+    stop.set()
+    await watcher
+    return {"stats": stats, "elapsed": elapsed, "duration": args.duration, "until": until, "peak": peak,
+            "rss_before_kb": rss_before, "cpu": cpu}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+def summarise(result: dict, kinds: list[str]) -> dict:
+    """Requests/s counts the requests finished within the load window; latencies cover every request."""
+    stats, elapsed, until, window = result["stats"], result["elapsed"], result["until"], result["duration"]
+    per_kind = {}
+    for k in kinds:
+        lat, in_window = stats.latency[k], sum(t <= until for t in stats.done_at[k])
+        per_kind[k] = {"requests": len(lat), "errors": stats.errors[k], "req_per_s": round(in_window / window, 2),
+                       "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+    per_kind.get("stream", {}).update({"first_token_p50_ms": pct(stats.first_token, 50),
+                                       "first_token_p99_ms": pct(stats.first_token, 99)})
+    total = sum(v["requests"] for v in per_kind.values())
+    return {"elapsed_s": round(elapsed, 2), "requests": total,
+            "req_per_s": round(sum(v["req_per_s"] for v in per_kind.values()), 2),
+            "errors": sum(stats.errors.values()), "error_messages": stats.messages, "by_kind": per_kind,
+            "server_rss_before_mb": round(result["rss_before_kb"] / 1024, 1),
+            "server_peak_rss_mb": round(result["peak"].get("hwm_kb", 0) / 1024, 1),
+            "server_max_sampled_rss_mb": round(result["peak"].get("rss_kb", 0) / 1024, 1), **result["cpu"]}
+
+
+def markdown(out: dict) -> str:
+    cfg, res = out["config"], out["result"]
+    lines = [f"# Serving load test ({cfg['clients']} clients, {cfg['duration_s']} s, loopback)", "",
+             f"Server: `chainrule serve` with {cfg['server_threads']} model threads (OMP_NUM_THREADS=1); text model "
+             f"`{cfg['text_model']}` ({cfg['text_params']:,} params), {cfg['tokens']} new tokens per request; "
+             f"forecaster `{cfg['forecast_model']}`, {cfg['forecast_samples']} sample paths per request. "
+             f"Clients in one asyncio process on the same machine ({cfg['machine']}).", "",
+             f"**{res['req_per_s']} requests/s overall, {res['errors']} errors, server peak RSS "
+             f"{res['server_peak_rss_mb']} MB** (before the load: {res['server_rss_before_mb']} MB). CPU time "
+             f"over {res['elapsed_s']} s: server {res['server_cpu_s']} s, clients {res['client_cpu_s']} s.", "",
+             "| kind | requests | req/s | p50 (ms) | p99 (ms) | first token p50 / p99 (ms) | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for k, v in res["by_kind"].items():
+        ft = f"{v['first_token_p50_ms']} / {v['first_token_p99_ms']}" if "first_token_p50_ms" in v else ""
+        lines.append(f"| {k} | {v['requests']} | {v['req_per_s']} | {v['p50_ms']} | {v['p99_ms']} | {ft} | "
+                     f"{v['errors']} |")
+    if res["error_messages"]:
+        lines += ["", "First errors: " + "; ".join(res["error_messages"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    p.add_argument("--text-run", type=Path, help="text run to serve (default: train a tiny one)")
+    p.add_argument("--forecast-run", type=Path, help="forecasting run to serve (default: train a tiny one)")
+    p.add_argument("--text-data", default="shakespeare", help="corpus for the tiny text model")
+    p.add_argument("--forecast-data", default="airpassengers", help="dataset for the tiny forecaster")
+    p.add_argument("--train-steps", type=int, default=200)
+    p.add_argument("--tokens", type=int, default=64, help="new tokens per generate request")
+    p.add_argument("--prompt", default="ROMEO:")
+    p.add_argument("--forecast-samples", type=int, default=100)
+    p.add_argument("--server-threads", type=int, default=4)
+    p.add_argument("--request-timeout", type=float, default=120.0)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
+    args = p.parse_args()
+    args.history = [112.0, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149, 170,
+                    170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    text_run = args.text_run or ensure_text_run(HERE / "runs" / "serve-text", args.text_data, args.train_steps)
+    forecast_run = args.forecast_run or ensure_forecast_run(HERE / "runs" / "serve-forecast", args.forecast_data,
+                                                            args.train_steps)
+    runs = [text_run] + ([forecast_run] if forecast_run else [])
+    kinds = list(KINDS) if forecast_run else ["generate", "stream"]
+
+    port = free_port()
+    log = HERE / "runs" / "serve-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    proc = start_server(runs, port, args.server_threads, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        listed = {m["kind"]: m for m in httpx.get(f"{base}/v1/models").json()["models"]}
+        models = {"text": listed["text"]["name"], "forecast": listed.get("timeseries", {}).get("name")}
+        warm = argparse.Namespace(**{**vars(args), "tokens": 4})
+        asyncio.run(_warm_up(base, kinds, warm, models))
+        print(f"load: {args.clients} clients x {args.duration:g} s on {base} ({', '.join(kinds)})", flush=True)
+        result = summarise(asyncio.run(load(base, proc.pid, kinds, args, models)), kinds)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    import torch
+
+    out = {"config": {"clients": args.clients, "duration_s": args.duration, "tokens": args.tokens,
+                      "prompt": args.prompt, "forecast_samples": args.forecast_samples,
+                      "server_threads": args.server_threads, "text_model": listed["text"]["name"],
+                      "text_params": listed["text"].get("params", 0),
+                      "forecast_model": models["forecast"], "kinds": kinds,
+                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"},
+           "result": result}
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(out))
+    print(markdown(out))
+
+
+async def _warm_up(base: str, kinds: list[str], args: argparse.Namespace, models: dict[str, str]) -> None:
+    stats = Stats()
+    async with httpx.AsyncClient(base_url=base, timeout=args.request_timeout) as c:
+        for k in kinds:
+            await one_request(c, k, 0, args, stats, models)
+    if sum(stats.errors.values()):
+        raise SystemExit(f"warm-up failed: {stats.messages}")
+
+
+if __name__ == "__main__":
+    main()

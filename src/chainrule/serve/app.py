@@ -1,0 +1,192 @@
+"""The FastAPI app: health, model list, generate (JSON or server-sent events), sample, log_prob, forecast, page.
+
+>>> from chainrule.serve.app import create_app
+>>> from chainrule.serve.registry import load_registry
+>>> app = create_app(load_registry(["runs/shakespeare-transformer"]))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from chainrule.errors import ChainruleError
+from chainrule.serve import forecast as forecast_work
+from chainrule.serve import images, text
+from chainrule.serve.batching import MicroBatcher
+from chainrule.serve.guards import BodyLimit, install_error_handlers
+from chainrule.serve.registry import ServedModel
+from chainrule.serve.schemas import ForecastRequest, GenerateRequest, Limits, LogProbRequest, SampleRequest
+from chainrule.serve.worker import Deadline, RequestTimeout, Worker
+
+log = logging.getLogger("chainrule.serve")
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                                           "base-uri 'none'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+USE = {"text": "/v1/generate", "image": "/v1/sample", "timeseries": "/v1/forecast"}
+
+
+def pick(models: dict[str, ServedModel], name: str | None, kinds: tuple[str, ...], endpoint: str) -> ServedModel:
+    """The requested model (looked up by name only); 404 for an unknown name, 400 for the wrong kind."""
+    if name is None:
+        fits = [m for m in models.values() if m.kind in kinds]
+        if len(fits) == 1:
+            return fits[0]
+        what = " or ".join(kinds)
+        raise HTTPException(400, f"name the model: {len(fits)} {what} models are served "
+                                 f"({', '.join(m.name for m in fits) or 'none'})")
+    served = models.get(name)
+    if served is None:
+        raise HTTPException(404, f"unknown model {name!r}; served models: {', '.join(models)}")
+    if served.kind not in kinds:
+        article = "an" if served.kind[0] in "aeiou" else "a"
+        raise HTTPException(400, f"model {name!r} is {article} {served.kind} model; {endpoint} needs a "
+                                 f"{' or '.join(kinds)} model (use {USE[served.kind]})")
+    return served
+
+
+def _cap(value: int, limit: int, what: str) -> None:
+    if value > limit:
+        raise HTTPException(422, f"{what}: {value} is over this server's limit of {limit}")
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def create_app(models: dict[str, ServedModel], limits: Limits | None = None, threads: int = 4) -> FastAPI:
+    """The app serving ``models`` (from :func:`chainrule.serve.registry.load_registry`)."""
+    limits = limits or Limits()
+    worker = Worker(threads)
+    forecast_turn = asyncio.Lock()  # one forecast at a time (see serve.forecast), waiting here, not in a thread
+    batchers: dict[str, MicroBatcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.shutdown()
+
+    app = FastAPI(title="chainrule", summary="Autoregressive generative models over HTTP", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # the docs pages load scripts from a CDN; the page is offline
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    install_error_handlers(app)
+    app.state.models, app.state.limits, app.state.batchers = models, limits, batchers
+
+    def batcher(served: ServedModel) -> MicroBatcher:
+        if served.name not in batchers:
+            fn = ((lambda ex: text.token_log_prob(served.model, ex)) if served.kind == "text"
+                  else (lambda ex: images.image_log_prob(served, ex)))
+            batchers[served.name] = MicroBatcher(fn, worker)
+        return batchers[served.name]
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "models": len(models)}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"models": [m.info() for m in models.values()],
+                "limits": {"max_new_tokens": limits.max_new_tokens, "max_samples": limits.max_samples,
+                           "max_history": limits.max_history, "max_body_bytes": limits.max_body_bytes,
+                           "timeout_s": limits.timeout_s}}
+
+    @app.post("/v1/generate", response_model=None)
+    async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
+        deadline = Deadline(limits.timeout_s)
+        served = pick(models, req.model, ("text",), "/v1/generate")
+        _cap(req.max_new_tokens, limits.max_new_tokens, "max_new_tokens")
+        _cap(req.num_samples, limits.max_samples, "num_samples")
+        seed = text.pick_seed(req.seed)
+        steps, cfg = text.start_generation(served, req.prompt, {**req.options(), "seed": seed})
+        meta = {"model": served.name, "seed": seed}
+        if not req.stream:  # also token by token through the pool, so all generations share it fairly
+            texts = [""] * cfg.num_samples
+            async for pieces in worker.iterate(steps, deadline):
+                texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+            return {**meta, "text": texts[0], "texts": texts}
+        return StreamingResponse(_events(steps, cfg.num_samples, deadline, meta), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _events(steps: Iterator[list[str]], n: int, deadline: Deadline, meta: dict) -> AsyncIterator[str]:
+        texts = [""] * n
+        try:
+            async for pieces in worker.iterate(steps, deadline):
+                for i, piece in enumerate(pieces):
+                    if piece:
+                        texts[i] += piece
+                        yield _sse({"text": piece, "sample": i})
+        except (RequestTimeout, ChainruleError) as e:
+            yield _sse({"detail": str(e)}, "error")
+            return
+        except Exception as e:  # headers are sent: report in the stream, keep serving
+            log.exception("error while streaming")
+            yield _sse({"detail": f"internal error ({type(e).__name__}); see the server log"}, "error")
+            return
+        yield _sse({**meta, "texts": texts}, "done")
+
+    @app.post("/v1/sample", response_class=Response)
+    async def sample(req: SampleRequest) -> Response:
+        deadline = Deadline(limits.timeout_s)
+        served = pick(models, req.model, ("image",), "/v1/sample")
+        _cap(req.num_samples, limits.max_samples, "num_samples")
+        seed = text.pick_seed(req.seed)
+        if req.cls is not None:
+            images.class_index(served, req.cls)  # unknown class -> 400 before any work
+        png = await worker.call(deadline, images.sample_png, served, req.num_samples, req.cls, req.temperature,
+                                seed, req.nrow)
+        return Response(png, media_type="image/png",
+                        headers={"X-Chainrule-Model": served.name, "X-Chainrule-Seed": str(seed)})
+
+    @app.post("/v1/log_prob")
+    async def log_prob(req: LogProbRequest) -> dict[str, Any]:
+        deadline = Deadline(limits.timeout_s)
+        kinds = ("text", "image")
+        if req.model is None and (req.texts is None) != (req.images is None):  # unnamed: the data says which
+            kinds = ("text",) if req.texts is not None else ("image",)
+        served = pick(models, req.model, kinds, "/v1/log_prob")
+        if served.kind == "text":
+            if req.texts is None or req.images is not None or req.cls is not None:
+                raise HTTPException(422, f"model {served.name!r} is a text model: send 'texts' (a list of strings)")
+            ids = text.encode_texts(served, req.texts)
+            results = await batcher(served).submit(ids, deadline)
+            for r, tok in zip(results, ids, strict=True):
+                r["tokens"] = text.token_strings(served, tok)
+        else:
+            if req.images is None or req.texts is not None:
+                raise HTTPException(422, f"model {served.name!r} is an image model: send 'images' "
+                                         "(nested lists of integer levels)")
+            cls = images.class_index(served, req.cls)
+            examples = [(x, cls) for x in images.parse_images(served, req.images)]
+            results = await batcher(served).submit(examples, deadline)
+        return {"model": served.name, "unit": "nats", "results": results}
+
+    @app.post("/v1/forecast")
+    async def forecast(req: ForecastRequest) -> dict[str, Any]:
+        deadline = Deadline(limits.timeout_s)
+        served = pick(models, req.model, ("timeseries",), "/v1/forecast")
+        _cap(len(req.history), limits.max_history, "history length")
+        if all(v is None for v in req.history):
+            raise HTTPException(422, "history: every value is missing (null)")
+        async with forecast_turn:
+            out = await worker.call(deadline, forecast_work.forecast, served, req.history, req.horizon,
+                                    sorted(set(req.quantiles)), req.num_samples, req.seed, req.start)
+        return {"model": served.name, **out}
+
+    return app
