@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chainrule.cli_forecast import add_forecast_parser, run_forecast
 from chainrule.errors import ChainruleError
 
 EXAMPLES = {
@@ -100,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("source", metavar="DIR", help="the Hugging Face model directory")
     im.add_argument("--run", metavar="OUT", help="run directory to write (default: runs/NAME-import-TIME)")
     _add_generate_parser(sub, fmt)
+    add_forecast_parser(sub, fmt)
+    from chainrule.serve.command import add_serve_parser
+
+    add_serve_parser(sub, fmt)
+    from chainrule.export.command import add_export_parser
+
+    add_export_parser(sub, fmt)
     return p
 
 
@@ -244,6 +252,25 @@ COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "comp
             "models": _cmd_models, "datasets": _cmd_datasets, "demo": _cmd_demo,
             "import": _cmd_import}
 COMMANDS["generate"] = _cmd_generate
+COMMANDS["forecast"] = run_forecast
+
+
+def _cmd_serve(a: argparse.Namespace) -> None:
+    from chainrule.serve.command import run_serve
+
+    run_serve(a)
+
+
+COMMANDS["serve"] = _cmd_serve
+
+
+def _cmd_export(a: argparse.Namespace) -> None:
+    from chainrule.export.command import run_export
+
+    run_export(a)
+
+
+COMMANDS["export"] = _cmd_export
 
 
 def main(argv: Sequence[str] | None = None) -> int:
