@@ -65,7 +65,7 @@ def model_flops_per_token(model, context: int) -> float:
     return 6 * n + attn
 
 
-def generation_speed(run) -> dict:
+def generation_speed(run, rebuild: bool = True) -> dict:
     """Tokens/s for 500 new tokens at context 256, with and without the cache (the run's architecture,
     rebuilt for a 256-token context with fresh weights: this measures speed only)."""
     import copy
@@ -74,7 +74,8 @@ def generation_speed(run) -> dict:
     from chainrule.runs import Run
 
     config = copy.deepcopy(run.config)
-    config["spec"]["event_shape"] = [1, 256]
+    if rebuild:
+        config["spec"]["event_shape"] = [1, 256]
     torch.manual_seed(0)
     model = Run(path=run.path, config=config).build_model().eval()
     out = {}
@@ -84,6 +85,22 @@ def generation_speed(run) -> dict:
         n = sum(1 for _ in generate_tokens(model, [0], cfg, use_cache=cached))
         out["cached" if cached else "uncached"] = n / (time.perf_counter() - t0)
     out["speedup"] = out["cached"] / out["uncached"]
+    return out
+
+
+def wide_generation_speed(run) -> dict:
+    """Generation speed of the Transformer at nanoGPT's shakespeare-char shape (6 layers, 6 heads, 384 dims,
+    context 256, 10.7 M parameters; fresh weights, the run's vocabulary)."""
+    import copy
+
+    from chainrule.runs import Run
+
+    config = copy.deepcopy(run.config)
+    config["spec"]["event_shape"] = [1, 256]
+    config["model"] = {**config["model"], "name": "transformer", "embed_dim": 384, "num_layers": 6, "num_heads": 6}
+    out = generation_speed(Run(path=run.path, config=config), rebuild=False)
+    torch.manual_seed(0)
+    out["params"] = sum(p.numel() for p in Run(path=run.path, config=config).build_model().parameters())
     return out
 
 
@@ -122,7 +139,7 @@ def run_one(name: str, corpus: str, steps: int, root: Path) -> dict:
     }
 
 
-def table(rows: list[dict], peak: float) -> str:
+def table(rows: list[dict], peak: float, wide: dict | None = None) -> str:
     out = ["| model | params | train tokens/s | wall (s) | val nats/char | val bits/char | % of peak FLOP/s | "
            "gen tok/s cached | uncached | speed-up | peak RSS (MB) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -134,6 +151,9 @@ def table(rows: list[dict], peak: float) -> str:
                    f"{g['speedup']:.1f}x | {r['peak_rss_mb']:.0f} |")
     out.append(f"| nanoGPT (published, same config) | 0.80 M | | | {NANOGPT_VAL_LOSS} | "
                f"{NANOGPT_VAL_LOSS / math.log(2):.4f} | | | | | |")
+    if wide:
+        out.append(f"| transformer 6 x 384 (generation only) | {wide['params']:,} | | | | | | {wide['cached']:.0f} | "
+                   f"{wide['uncached']:.0f} | {wide['speedup']:.1f}x | |")
     return "\n".join(out)
 
 
@@ -159,9 +179,12 @@ def main() -> None:
         for r in old["results"]:
             r["generation_tokens_per_s"] = generation_speed(open_run(root / f"tinyshakespeare-{r['model']}"))
             print(r["model"], r["generation_tokens_per_s"], flush=True)
+        old["meta"]["generation_wide"] = wide_generation_speed(open_run(root / "tinyshakespeare-transformer"))
+        print("wide transformer", old["meta"]["generation_wide"], flush=True)
         Path(a.out).write_text(json.dumps(old, indent=2) + "\n")
-        Path(a.out).with_suffix(".md").write_text(table(old["results"], old["meta"]["peak_fp32_flops_measured"]) + "\n")
-        print(table(old["results"], old["meta"]["peak_fp32_flops_measured"]))
+        md = table(old["results"], old["meta"]["peak_fp32_flops_measured"], old["meta"]["generation_wide"])
+        Path(a.out).with_suffix(".md").write_text(md + "\n")
+        print(md)
         return
     peak = peak_flops()
     rows = []
@@ -174,10 +197,13 @@ def main() -> None:
     meta = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, CPU",
             "peak_fp32_flops_measured": peak, "command": f"python bench/text.py --corpus CORPUS --steps {a.steps}",
             "config": "4 layers, 4 heads, 128 dims, context 64, batch 12, lr 1e-3 -> 1e-4, dropout 0"}
+    from chainrule.runs import open_run
+
+    meta["generation_wide"] = wide_generation_speed(open_run(root / "tinyshakespeare-transformer"))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    Path(a.out).with_suffix(".md").write_text(table(rows, peak) + "\n")
-    print(table(rows, peak))
+    Path(a.out).with_suffix(".md").write_text(table(rows, peak, meta["generation_wide"]) + "\n")
+    print(table(rows, peak, meta["generation_wide"]))
 
 
 if __name__ == "__main__":

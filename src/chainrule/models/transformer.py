@@ -51,23 +51,37 @@ def run_blocks(blocks: nn.ModuleList, h: Tensor, cache: dict[str, Any] | None) -
 
 
 def kv_buffers(blocks: nn.ModuleList, batch_size: int, max_len: int, like: Tensor) -> dict[str, Any]:
-    """Preallocated key/value buffers ``(B, heads, max_len, head_dim)``, one pair per block, and the rotary
-    cos/sin tables for every position when the blocks use rotary positions."""
+    """State for incremental steps through ``blocks``: preallocated key/value buffers ``(B, heads, max_len,
+    head_dim)``, one pair per block; the rotary cos/sin tables for every position when the blocks use rotary
+    positions; and each block's :func:`decode_weights`."""
     shape = [(batch_size, b.attn.num_heads, max_len, b.attn.head_dim) for b in blocks]
-    out: dict[str, Any] = {"k": [like.new_zeros(s) for s in shape], "v": [like.new_zeros(s) for s in shape]}
+    out: dict[str, Any] = {"k": [like.new_zeros(s) for s in shape], "v": [like.new_zeros(s) for s in shape],
+                           "w": [decode_weights(b) for b in blocks]}
     if len(blocks) and blocks[0].attn.rotary:
         out["rope"] = rotary_tables(torch.arange(max_len, device=like.device), blocks[0].attn.head_dim)
     return out
 
 
+def decode_weights(block: Block) -> dict[str, tuple[Tensor, Tensor | None]]:
+    """The block's linear layers as ``(weight transposed to (in, out), contiguous; bias)``, detached.
+
+    A one-row product against the ``(in, out)`` layout is about twice as fast on CPU as ``F.linear`` against
+    PyTorch's ``(out, in)`` layout, and incremental decoding is made of one-row products. Built once per
+    cache, so it always reflects the current weights.
+    """
+    layers = {"qkv": block.attn.qkv, "proj": block.attn.proj, "fc": block.mlp[0], "out": block.mlp[2]}
+    return {k: (m.weight.detach().t().contiguous(), None if m.bias is None else m.bias.detach())
+            for k, m in layers.items()}
+
+
+def row_linear(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
+    """``x (N, in) @ weight_t (in, out) + bias`` for :func:`decode_weights`' layout."""
+    return torch.addmm(bias, x, weight_t) if bias is not None else x @ weight_t
+
+
 def layer_norm(ln: nn.LayerNorm, h: Tensor) -> Tensor:
     """``ln(h)`` without the module call (the incremental step runs hundreds of these per token)."""
     return F.layer_norm(h, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
-
-
-def linear(layer: nn.Linear, h: Tensor) -> Tensor:
-    """``layer(h)`` without the module call."""
-    return F.linear(h, layer.weight, layer.bias)
 
 
 class CausalSelfAttention(nn.Module):
@@ -103,17 +117,17 @@ class CausalSelfAttention(nn.Module):
         return self._merge(y)
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
-        """One new position ``h`` (B, 1, D) attending to the cached keys/values of earlier positions.
-        Inference path: functional calls on the module's weights, rotary tables from the cache, no dropout."""
-        pos, b = cache["pos"], h.shape[0]
-        q, k, v = linear(self.qkv, h).view(b, 1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        """One new position ``h`` (B, D) attending to the cached keys/values of earlier positions.
+        Inference path: :func:`decode_weights` from the cache, rotary tables from the cache, no dropout."""
+        pos, b, w = cache["pos"], h.shape[0], cache["w"][layer]
+        q, k, v = row_linear(h, *w["qkv"]).view(b, 1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.rotary:
             cos, sin = cache["rope"][0][pos:pos + 1], cache["rope"][1][pos:pos + 1]
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         ks, vs = cache["k"][layer], cache["v"][layer]
         ks[:, :, pos:pos + 1], vs[:, :, pos:pos + 1] = k, v
         y = F.scaled_dot_product_attention(q, ks[:, :, :pos + 1], vs[:, :, :pos + 1])
-        return linear(self.proj, y.transpose(1, 2).reshape(b, 1, -1))
+        return row_linear(y.reshape(b, -1), *w["proj"])
 
 
 class Block(nn.Module):
@@ -132,10 +146,12 @@ class Block(nn.Module):
         return h + self.mlp(self.ln2(h))
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
-        """One new position through the block (inference path, no dropout)."""
+        """One new position ``h`` (B, D) or (B, 1, D) through the block (inference path, no dropout)."""
+        shape, w = h.shape, cache["w"][layer]
+        h = h.reshape(shape[0], -1)
         h = h + self.attn.step(layer_norm(self.ln1, h), cache, layer)
-        hidden = F.gelu(linear(self.mlp[0], layer_norm(self.ln2, h)), approximate="tanh")
-        return h + linear(self.mlp[2], hidden)
+        hidden = F.gelu(row_linear(layer_norm(self.ln2, h), *w["fc"]), approximate="tanh")
+        return (h + row_linear(hidden, *w["out"])).view(shape)
 
 
 class Transformer(SequenceModel):
@@ -203,10 +219,10 @@ class Transformer(SequenceModel):
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         if cache["pos"] >= self.max_len:
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
-        h = self.step_input(x_prev, cache)
+        h = self.step_input(x_prev, cache)[:, 0]
         if self.position_embedding is not None:
             h = h + self.position_embedding.weight[cache["pos"]]
         for i, block in enumerate(self.blocks):
             h = block.step(h, cache, i)
         cache["pos"] += 1
-        return F.linear(layer_norm(self.ln_f, h[:, 0]), self.lm_head.weight), cache
+        return F.linear(layer_norm(self.ln_f, h), self.lm_head.weight), cache
