@@ -1,16 +1,24 @@
-"""Command-line interface: ``chainrule train | eval | sample | complete | models | datasets | demo``."""
+"""Command-line interface: ``chainrule train | eval | sample | complete | generate | import | forecast | serve |
+export | models | datasets | demo``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chainrule.cli_forecast import add_forecast_parser, run_forecast
 from chainrule.errors import ChainruleError
+
+#: commands defined in their own modules: name -> (module, parser builder, runner)
+MODULE_COMMANDS = {
+    "forecast": ("chainrule.cli_forecast", "add_forecast_parser", "run_forecast"),
+    "serve": ("chainrule.serve.command", "add_serve_parser", "run_serve"),
+    "export": ("chainrule.export.command", "add_export_parser", "run_export"),
+}
 
 EXAMPLES = {
     "train": """examples:
@@ -34,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chainrule", formatter_class=fmt,
         description="Autoregressive generative models: p(x) = prod_t p(x_t | x_<t). Train, evaluate exact "
-                    "log-likelihood, sample and complete images.",
+                    "log-likelihood, sample images, generate text, forecast time series, serve over HTTP and "
+                    "export to ONNX.",
         epilog="Run 'chainrule COMMAND --help' for each command's options and an example.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -101,13 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("source", metavar="DIR", help="the Hugging Face model directory")
     im.add_argument("--run", metavar="OUT", help="run directory to write (default: runs/NAME-import-TIME)")
     _add_generate_parser(sub, fmt)
-    add_forecast_parser(sub, fmt)
-    from chainrule.serve.command import add_serve_parser
-
-    add_serve_parser(sub, fmt)
-    from chainrule.export.command import add_export_parser
-
-    add_export_parser(sub, fmt)
+    for module, add_parser, _ in MODULE_COMMANDS.values():
+        getattr(importlib.import_module(module), add_parser)(sub, fmt)
     return p
 
 
@@ -252,25 +256,14 @@ COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "comp
             "models": _cmd_models, "datasets": _cmd_datasets, "demo": _cmd_demo,
             "import": _cmd_import}
 COMMANDS["generate"] = _cmd_generate
-COMMANDS["forecast"] = run_forecast
 
 
-def _cmd_serve(a: argparse.Namespace) -> None:
-    from chainrule.serve.command import run_serve
-
-    run_serve(a)
-
-
-COMMANDS["serve"] = _cmd_serve
-
-
-def _cmd_export(a: argparse.Namespace) -> None:
-    from chainrule.export.command import run_export
-
-    run_export(a)
-
-
-COMMANDS["export"] = _cmd_export
+def _run_command(a: argparse.Namespace) -> None:
+    if a.command in MODULE_COMMANDS:
+        module, _, runner = MODULE_COMMANDS[a.command]
+        getattr(importlib.import_module(module), runner)(a)
+    else:
+        COMMANDS[a.command](a)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        COMMANDS[args.command](args)
+        _run_command(args)
     except ChainruleError as e:
         print(f"chainrule: error: {e}", file=sys.stderr)
         return 1
