@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser demo test lint bench bench-images bench-text bench-forecast bench-serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -31,8 +31,21 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: $(STAMP)
+# Benchmarks write bench/results/*.json and .md (see BENCHMARKS.md); run them on an otherwise idle machine.
+# The text benchmark needs tiny Shakespeare: make bench-text CORPUS=path/to/input.txt
+bench: bench-images bench-forecast bench-serve
+
+bench-images: $(STAMP)
 	$(BIN)/python bench/images.py
+
+bench-text: $(STAMP)
+	$(BIN)/python bench/text.py --corpus $(CORPUS)
+
+bench-forecast: $(STAMP)
+	CHAINRULE_SF_JOBS=2 $(BIN)/python bench/forecast.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

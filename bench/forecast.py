@@ -75,11 +75,17 @@ class GluonTSDeepAR:
         self.name, self.horizon, self.steps, self.seed = "gluonts-deepar", horizon, steps, seed
         self.predictor = None
 
+    @staticmethod
+    def _freq(freq: str | None) -> str:
+        """A period alias for GluonTS: start-anchored offsets (YS, QS, MS, ...) have none of their own."""
+        base = (freq or "D").split("-")[0]
+        return {"YS": "Y", "AS": "Y", "QS": "Q", "MS": "M", "BMS": "M", "BYS": "Y", "BQS": "Q"}.get(base, base)
+
     def _dataset(self, ss: SeriesSet):
         import pandas as pd
         from gluonts.dataset.common import ListDataset
 
-        freq = ss.freq or "D"
+        freq = self._freq(ss.freq)
         start = pd.Period("2000-01-01", freq=freq)
         return ListDataset([{"start": start, "target": np.asarray(v, dtype=np.float32)} for v in ss.values], freq=freq)
 
@@ -89,7 +95,7 @@ class GluonTSDeepAR:
 
         pl.seed_everything(self.seed, workers=True)
         batches = 50
-        estimator = DeepAREstimator(freq=train.freq or "D", prediction_length=self.horizon,
+        estimator = DeepAREstimator(freq=self._freq(train.freq), prediction_length=self.horizon,
                                     num_batches_per_epoch=batches,
                                     trainer_kwargs={"max_epochs": max(1, self.steps // batches),
                                                     "enable_progress_bar": False, "logger": False})
