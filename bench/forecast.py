@@ -98,7 +98,8 @@ class GluonTSDeepAR:
         estimator = DeepAREstimator(freq=self._freq(train.freq), prediction_length=self.horizon,
                                     num_batches_per_epoch=batches,
                                     trainer_kwargs={"max_epochs": max(1, self.steps // batches),
-                                                    "enable_progress_bar": False, "logger": False})
+                                                    "enable_progress_bar": False, "logger": False,
+                                                    "enable_checkpointing": False})
         self.predictor = estimator.train(self._dataset(train))
 
     def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray:

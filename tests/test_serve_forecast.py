@@ -1,7 +1,7 @@
 """``POST /v1/forecast`` and the page's forecast panel with a real (tiny, briefly trained) forecaster.
 
 The server's answer equals ``forecast_from_history`` for the same seed, also when requests with different
-seeds run at once (the forecasters seed torch's global generator, so the server runs them one at a time);
+seeds run at once (each forecast has its own generator); ``/v1/log_prob`` scores series one step ahead;
 bad histories get a 4xx with a message; a CSV pasted into the page becomes a fan chart.
 """
 
@@ -86,9 +86,22 @@ def test_bad_forecast_requests(client, body, status, needle):
     assert client.get("/healthz").status_code == 200
 
 
-def test_log_prob_points_to_forecast(client):
+def test_log_prob_of_series_equals_library(client, ts_run):
+    spiked = HISTORY.copy()
+    spiked[30] = 900.0
+    out = client.post("/v1/log_prob", json={"series": [HISTORY, spiked]}).json()
+    assert out["model"] == "passengers" and out["unit"] == "nats"
+    for got, history in zip(out["results"], (HISTORY, spiked), strict=True):
+        assert got == ts_api.surprisal_from_history(ts_run, history)
+    assert out["results"][0]["surprisal"][15] is None  # the missing value
+    spiked_scores = [-1.0 if v is None else v for v in out["results"][1]["surprisal"]]
+    assert int(np.argmax(spiked_scores)) == 30
+
+
+def test_log_prob_of_a_forecaster_needs_series(client):
     r = client.post("/v1/log_prob", json={"model": "passengers", "texts": ["a"]})
-    assert r.status_code == 400 and "/v1/forecast" in r.json()["detail"]
+    assert r.status_code == 422 and "series" in r.json()["detail"]
+    assert client.get("/healthz").status_code == 200
 
 
 def test_page_draws_fan_chart_from_pasted_csv(base):

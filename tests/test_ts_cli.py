@@ -179,3 +179,11 @@ def test_every_forecast_command_has_help_with_examples(capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["forecast", cmd, "--help"])
         assert exit_info.value.code == 0 and "example" in capsys.readouterr().out, cmd
+
+
+def test_image_and_text_commands_refuse_a_time_series_run(trained, tmp_path, capsys):
+    _, run = trained
+    for argv in (["eval", str(run)], ["sample", str(run), "--out", str(tmp_path / "x.png")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "time-series run" in err and "forecast" in err, err

@@ -31,6 +31,15 @@ from chainrule.training.rng import seed_everything
 TOKENIZER_FILE = "tokenizer.json"
 
 
+def _model_run(run: Run | str | Path) -> Run:
+    """An image or text run; a time-series run gets a :class:`ConfigError` pointing to ``chainrule forecast``."""
+    run = run if isinstance(run, Run) else open_run(run)
+    if run.spec.get("kind") == "timeseries":
+        raise ConfigError(f"{run.path} is a time-series run: use 'chainrule forecast predict|backtest' "
+                          "(or chainrule.timeseries.api)")
+    return run
+
+
 def load_data(data_cfg: dict[str, Any], run_path: Path | None = None) -> dict[str, ImageDataset]:
     """Train/val/test splits for a run's ``data`` section (text runs reuse the run's own tokenizer)."""
     from chainrule.data.registry import load_splits
@@ -126,7 +135,7 @@ def finish_run(run: Run) -> None:
 def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
              model: AutoregressiveModel | None = None) -> dict[str, Any]:
     """Exact NLL of a split: nats per example and bits/dim, recorded in the run's summary.json."""
-    run = run if isinstance(run, Run) else open_run(run)
+    run = _model_run(run)
     splits = load_data(run.config["data"], run.path)
     if split not in splits:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
@@ -166,7 +175,7 @@ def _resolve_class(run: Run, model: AutoregressiveModel, cls: int | str | None, 
 def sample(run: Run | str | Path, n: int = 64, cls: int | str | None = None, temperature: float = 1.0,
            seed: int = 0, use_cache: bool = True, model: AutoregressiveModel | None = None) -> Tensor:
     """Draw ``n`` samples (long levels ``(n, C, H, W)``) from a run's model."""
-    run = run if isinstance(run, Run) else open_run(run)
+    run = _model_run(run)
     if n < 1:
         raise ConfigError(f"the number of samples must be positive, got {n}")
     if temperature <= 0:
@@ -183,7 +192,7 @@ def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int 
 
     Returns ``(originals, given, completions)``, each ``(n, C, H, W)``; ``given`` has the hidden half at 0.
     """
-    run = run if isinstance(run, Run) else open_run(run)
+    run = _model_run(run)
     model = run.load_model()
     data = load_data(run.config["data"], run.path)[split]
     n = min(n, len(data))
@@ -205,7 +214,7 @@ def load_text_run(run: Run | str | Path, device: str | None = None) -> tuple[Aut
     from chainrule.data.tokenizers import load_tokenizer
     from chainrule.errors import CheckpointError
 
-    run = run if isinstance(run, Run) else open_run(run)
+    run = _model_run(run)
     if run.spec.get("kind") != "text":
         raise ConfigError(f"{run.path}: not a text run; generate needs a language model "
                           "('chainrule sample' draws images)")

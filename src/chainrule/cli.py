@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chainrule.console import run_command
 from chainrule.errors import ChainruleError
 
 #: commands defined in their own modules: name -> (module, parser builder, runner)
@@ -269,21 +269,7 @@ def _run_command(a: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
-    try:
-        _run_command(args)
-    except ChainruleError as e:
-        print(f"chainrule: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("chainrule: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+    return run_command("chainrule", parser, args, _run_command, (ChainruleError,))
 
 
 if __name__ == "__main__":

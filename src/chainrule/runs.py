@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from chainrule.atomic import atomic_write_text
-from chainrule.errors import CheckpointError
+from chainrule.errors import CheckpointError, ConfigError
 from chainrule.models.base import AutoregressiveModel
 from chainrule.models.registry import build_model
 
@@ -38,6 +38,8 @@ class Run:
 
     def build_model(self) -> AutoregressiveModel:
         spec, m = self.spec, dict(self.config["model"])
+        if spec.get("kind") == "timeseries":
+            raise ConfigError(f"{self.path} is a time-series run: use chainrule.timeseries.api.load_forecast_run")
         name = m.pop("name")
         head = m.pop("head", None)
         head_options = m.pop("head_options", None)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
+from chainrule.console import run_command
 from chainrule.edge.errors import EdgeError
 
 EPILOG = """examples:
@@ -115,21 +115,7 @@ COMMANDS = {"generate": _cmd_generate, "sample": _cmd_sample, "forecast": _cmd_f
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
-    try:
-        COMMANDS[args.command](args)
-    except EdgeError as e:
-        print(f"chainrule-edge: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("chainrule-edge: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+    return run_command("chainrule-edge", parser, args, lambda a: COMMANDS[a.command](a), (EdgeError,))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from chainrule.atomic import atomic_write
 
@@ -45,6 +46,13 @@ def plot_training_curve(metrics_path: str | Path, out: str | Path, title: str = 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    return save_png(fig, out)
+
+
+def save_png(fig: Any, out: str | Path) -> Path:
+    """Write a matplotlib figure to ``out`` as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     try:
         atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100))

@@ -69,8 +69,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     """The app serving ``models`` (from :func:`chainrule.serve.registry.load_registry`)."""
     limits = limits or Limits()
     worker = Worker(threads)
-    forecast_turn = asyncio.Lock()  # one forecast at a time (see serve.forecast), waiting here, not in a thread
     batchers: dict[str, MicroBatcher] = {}
+    forecast_slots = asyncio.Semaphore(max(1, limits.max_concurrent_forecasts))  # fairness, see Limits
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -157,11 +157,19 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/log_prob")
     async def log_prob(req: LogProbRequest) -> dict[str, Any]:
         deadline = Deadline(limits.timeout_s)
-        kinds = ("text", "image")
-        if req.model is None and (req.texts is None) != (req.images is None):  # unnamed: the data says which
-            kinds = ("text",) if req.texts is not None else ("image",)
+        given = {k for k, v in (("text", req.texts), ("image", req.images), ("timeseries", req.series))
+                 if v is not None}
+        kinds = tuple(given) if req.model is None and len(given) == 1 else ("text", "image", "timeseries")
         served = pick(models, req.model, kinds, "/v1/log_prob")
-        if served.kind == "text":
+        if served.kind == "timeseries":
+            if req.series is None or req.texts is not None or req.images is not None:
+                raise HTTPException(422, f"model {served.name!r} is a forecaster: send 'series' (lists of numbers, "
+                                         "null for missing)")
+            for s in req.series:
+                _cap(len(s), limits.max_history, "series length")
+            async with forecast_slots:
+                results = await worker.call(deadline, forecast_work.surprisal, served, req.series, req.start)
+        elif served.kind == "text":
             if req.texts is None or req.images is not None or req.cls is not None:
                 raise HTTPException(422, f"model {served.name!r} is a text model: send 'texts' (a list of strings)")
             ids = text.encode_texts(served, req.texts)
@@ -184,7 +192,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
         _cap(len(req.history), limits.max_history, "history length")
         if all(v is None for v in req.history):
             raise HTTPException(422, "history: every value is missing (null)")
-        async with forecast_turn:
+        async with forecast_slots:
             out = await worker.call(deadline, forecast_work.forecast, served, req.history, req.horizon,
                                     sorted(set(req.quantiles)), req.num_samples, req.seed, req.start)
         return {"model": served.name, **out}

@@ -31,6 +31,8 @@ def add_serve_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFor
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take (default 60)")
     s.add_argument("--max-body-kb", type=int, default=1000, help="largest request body in kB (default 1000)")
     s.add_argument("--threads", type=int, default=4, help="threads running model work (default 4)")
+    s.add_argument("--max-concurrent-forecasts", type=int, default=1,
+                   help="forecast requests running at once (default 1, so generation keeps its share under load)")
     s.add_argument("--device", default=None, help="torch device for the models (default: where they load)")
 
 
@@ -55,6 +57,7 @@ def run_serve(a: argparse.Namespace) -> None:
 
     models = load_registry(a.runs, a.device)
     limits = Limits(max_new_tokens=a.max_new_tokens, max_samples=a.max_samples, timeout_s=a.timeout,
+                    max_concurrent_forecasts=a.max_concurrent_forecasts,
                     max_body_bytes=a.max_body_kb * 1000)
     app = create_app(models, limits, threads=a.threads)
     host = f"[{a.host}]" if ":" in a.host else a.host

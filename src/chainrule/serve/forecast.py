@@ -1,20 +1,15 @@
 """Model work for time-series runs: quantile forecasts from a posted history.
 
-Forecasts run one at a time: the forecasters draw their sample paths from torch's global generator
-(seeded per call), so serialising them keeps concurrent requests with different seeds from seeing each
-other's draws. The app queues forecasts on an asyncio lock, so waiting ones hold no worker thread; the lock
-here guards direct callers. Text and image requests use their own generators and are unaffected.
+Each forecast draws its sample paths from its own seeded generator, so concurrent requests never see each
+other's random state.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 from chainrule.serve.registry import ServedModel
-
-_LOCK = threading.Lock()
 
 
 def jsonable(value: Any) -> Any:
@@ -35,7 +30,13 @@ def forecast(served: ServedModel, history: list[float | None], horizon: int | No
     """``chainrule.timeseries.api.forecast_from_history`` on the served run, as JSON-ready values."""
     from chainrule.timeseries.api import forecast_from_history
 
-    with _LOCK:
-        out = forecast_from_history(served.run, history, horizon=horizon, quantiles=tuple(quantiles),
-                                    num_samples=num_samples, seed=seed, start=start)
+    out = forecast_from_history(served.run, history, horizon=horizon, quantiles=tuple(quantiles),
+                                num_samples=num_samples, seed=seed, start=start)
     return jsonable(out)
+
+
+def surprisal(served: ServedModel, series: list[list[float | None]], start: str | None) -> list[dict[str, Any]]:
+    """``chainrule.timeseries.api.surprisal_from_history`` for each series, as JSON-ready values."""
+    from chainrule.timeseries.api import surprisal_from_history
+
+    return [jsonable(surprisal_from_history(served.run, s, start=start)) for s in series]

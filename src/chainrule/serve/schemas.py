@@ -29,6 +29,9 @@ class Limits:
     max_history: int = MAX_HISTORY
     max_body_bytes: int = 1_000_000
     timeout_s: float = 60.0
+    #: forecasts (and series scoring) running at once; each holds a model thread for its whole run, so a cap
+    #: keeps token-by-token generation from queueing behind them under load
+    max_concurrent_forecasts: int = 1
 
 
 class _Request(BaseModel):
@@ -69,7 +72,8 @@ class SampleRequest(_Request):
 
 
 class LogProbRequest(_Request):
-    """Exact log-likelihood of texts (text models) or images (image models), with per-position surprisal."""
+    """Exact log-likelihood of texts (text models), images (image models) or series (forecasters, one-step-ahead),
+    with per-position surprisal for anomaly detection."""
 
     model: ModelName
     texts: list[Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]] | None = Field(
@@ -78,6 +82,9 @@ class LogProbRequest(_Request):
         None, min_length=1, max_length=MAX_SAMPLES,
         description="integer levels, each image (C, H, W) or (H, W) for one channel")
     cls: int | Annotated[str, Field(max_length=MAX_NAME)] | None = Field(None, alias="class")
+    series: list[Annotated[list[float | None], Field(min_length=1, max_length=MAX_HISTORY)]] | None = Field(
+        None, min_length=1, max_length=MAX_SAMPLES, description="time series, null marking a missing value")
+    start: str | None = Field(None, max_length=64, description="timestamp of each series' first value")
 
 
 class ForecastRequest(_Request):

@@ -215,14 +215,9 @@ def forecast_from_history(run: str | Path | Run, history: Sequence[float | None]
     path = run.path if isinstance(run, Run) else Path(run)
     weights = open_run(path).weights_path()
     f, spec = _cached_forecaster(str(path.resolve()), weights.stat().st_mtime_ns)
-    try:
-        values = np.array([np.nan if v is None else v for v in history], dtype=np.float64)
-    except (TypeError, ValueError):
-        values = np.zeros((0, 0))
     if num_samples < 1:
         raise ConfigError(f"num_samples must be positive, got {num_samples}")
-    if values.ndim != 1 or not np.isfinite(values).any():
-        raise DataError("history: give a list of numbers (null for a missing value) with at least one number")
+    values = _history_values(history)
     if spec.get("covariates"):
         raise ConfigError(f"{path}: the model needs covariates {', '.join(spec['covariates'])}; use predict() with "
                           "a table instead")
@@ -237,6 +232,38 @@ def forecast_from_history(run: str | Path | Run, history: Sequence[float | None]
     qv = np.quantile(samples, qs, axis=0)
     return {"mean": samples.mean(0).tolist(), "median": np.median(samples, axis=0).tolist(),
             "quantiles": {quantile_key(q): row.tolist() for q, row in zip(qs, qv, strict=True)}, "horizon": h}
+
+
+def surprisal_from_history(run: str | Path | Run, history: Sequence[float | None],
+                           start: str | None = None) -> dict[str, Any]:
+    """Anomaly scores of one series (``None`` = missing): the one-step-ahead surprisal ``-log p(y_t | y_<t)``
+    of every step in nats (``None`` where missing or before any earlier observation), their sum (the negative
+    log-likelihood of the scored steps) and how many steps were scored (see :mod:`chainrule.timeseries.anomaly`).
+    ``start`` as in :func:`forecast_from_history`."""
+    from chainrule.timeseries.anomaly import one_step_log_probs
+
+    path = run.path if isinstance(run, Run) else Path(run)
+    f, spec = _cached_forecaster(str(path.resolve()), open_run(path).weights_path().stat().st_mtime_ns)
+    values = _history_values(history)
+    if spec.get("covariates"):
+        raise ConfigError(f"{path}: the model needs covariates {', '.join(spec['covariates'])}")
+    ss = SeriesSet(name="history", ids=["history"], values=[values], times=[_history_times(spec, len(values), start)],
+                   freq=spec.get("freq"), season=int(spec.get("season", 1)))
+    lp = one_step_log_probs(f.model, f.spec, ss)
+    surprisal = [None if not np.isfinite(v) else float(-v) for v in lp]
+    return {"nll": float(-np.nansum(lp)), "surprisal": surprisal, "scored": int(np.isfinite(lp).sum()),
+            "head": f.model.head.name}
+
+
+def _history_values(history: Sequence[float | None]) -> np.ndarray:
+    """A history list (``None`` = missing) as float64; :class:`DataError` unless it holds at least one number."""
+    try:
+        values = np.array([np.nan if v is None else v for v in history], dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.zeros((0, 0))
+    if values.ndim != 1 or not np.isfinite(values).any():
+        raise DataError("history: give a list of numbers (null for a missing value) with at least one number")
+    return values
 
 
 def _history_times(spec: dict[str, Any], n: int, start: str | None) -> pd.Index:
@@ -294,11 +321,7 @@ def backtest(model_or_run: str | Path, data: str | Path | None = None, horizon: 
     from chainrule.timeseries.baselines import make_baseline
 
     main, run = make_forecaster(model_or_run, steps=steps, seed=train_seed, **options)
-    ss = (_run_data(run, data) if run is not None and data is None
-          else _load_for(run, data, time, target, id, covariates, freq))
-    h = int(horizon or getattr(main, "horizon", None) or ss.horizon or 0)
-    if h < 1:
-        raise ConfigError(f"{ss.name}: give --horizon (the data has no default horizon)")
+    ss, h = _data_and_horizon(main, run, data, horizon, time, target, id, covariates, freq)
     if isinstance(main, NeuralForecaster) and main.horizon is None:
         main.horizon = h
     forecasters = [main] + [make_baseline(b) for b in baselines]
@@ -311,6 +334,19 @@ def backtest(model_or_run: str | Path, data: str | Path | None = None, horizon: 
     frame = pd.DataFrame(rows)
     frame.attrs.update({"dataset": ss.name, "horizon": h, "windows": windows, "series": len(ss)})
     return frame
+
+
+def _data_and_horizon(forecaster: Any, run: Run | None, data: str | Path | None, horizon: int | None,
+                      time: str | None, target: str | None, id: str | None, covariates: Sequence[str],
+                      freq: str | None) -> tuple[SeriesSet, int]:
+    """The series to evaluate on (the run's own data when ``data`` is None) and the horizon: the one given,
+    else the forecaster's, else the dataset's."""
+    ss = (_run_data(run, data) if run is not None and data is None
+          else _load_for(run, data, time, target, id, covariates, freq))
+    h = int(horizon or getattr(forecaster, "horizon", None) or ss.horizon or 0)
+    if h < 1:
+        raise ConfigError(f"{ss.name}: give --horizon (the data has no default horizon)")
+    return ss, h
 
 
 def _load_for(run: Run | None, data: str | Path | None, time: str | None, target: str | None, id: str | None,
@@ -349,11 +385,7 @@ def stability(model_or_run: str | Path, data: str | Path | None = None, horizon:
     from chainrule.timeseries.stability import stability_check
 
     first, run = make_forecaster(model_or_run, steps=steps, seed=seed, **options)
-    ss = (_run_data(run, data) if run is not None and data is None
-          else _load_for(run, data, time, target, id, covariates, freq))
-    h = int(horizon or getattr(first, "horizon", None) or ss.horizon or 0)
-    if h < 1:
-        raise ConfigError(f"{ss.name}: give --horizon (the data has no default horizon)")
+    ss, h = _data_and_horizon(first, run, data, horizon, time, target, id, covariates, freq)
 
     def make(s: int):
         f = make_forecaster(model_or_run, steps=steps, seed=s, **options)[0]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chainrule.errors import ConfigError
-from chainrule.timeseries.forecaster import Forecaster, gaussian_paths
+from chainrule.timeseries.forecaster import Forecaster, GaussianForecaster
 from chainrule.timeseries.table import SeriesSet
 
 
@@ -74,16 +74,13 @@ def drift(x: np.ndarray, horizon: int, season: int = 1) -> tuple[np.ndarray, np.
     return x[last] + slope * steps, sigma
 
 
-class GaussianBaseline:
+class GaussianBaseline(GaussianForecaster):
     """A local benchmark method with Gaussian per-step forecast distributions."""
 
     def __init__(self, name: str, method: Callable[..., tuple[np.ndarray, np.ndarray]], season: int | None = None):
         self.name = name
         self._method = method
         self._season = season
-
-    def fit(self, train: SeriesSet) -> None:
-        """Nothing to learn across series: each forecast uses only its own context."""
 
     def forecast(self, context: SeriesSet, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Means and standard deviations, each ``(N, horizon)``."""
@@ -97,13 +94,6 @@ class GaussianBaseline:
         mu = np.stack([m for m, _ in out])
         sigma = np.stack([s for _, s in out])
         return mu, sigma
-
-    def predict_point(self, context: SeriesSet, horizon: int) -> np.ndarray:
-        return self.forecast(context, horizon)[0]
-
-    def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray:
-        mu, sigma = self.forecast(context, horizon)
-        return gaussian_paths(mu, sigma, num_samples, seed)
 
 
 def _statsforecast(kind: str) -> Callable[..., Forecaster]:

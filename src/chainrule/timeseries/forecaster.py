@@ -41,3 +41,25 @@ def gaussian_paths(mu: np.ndarray, sigma: np.ndarray, num_samples: int, seed: in
     sigma = np.nan_to_num(np.asarray(sigma, dtype=np.float64), nan=0.0)
     noise = np.random.default_rng(seed).standard_normal((mu.shape[0], num_samples, mu.shape[1]))
     return mu[:, None, :] + sigma[:, None, :] * noise
+
+
+class GaussianForecaster:
+    """Shared behaviour of local methods whose forecast distribution is Gaussian per step: subclasses give
+    :meth:`forecast` (means and standard deviations); the point forecast is the mean and the sample paths
+    are :func:`gaussian_paths`. Nothing is learned across series, so :meth:`fit` does nothing."""
+
+    name: str
+
+    def fit(self, train: SeriesSet) -> None:
+        """Nothing to learn across series: each forecast uses only its own context."""
+
+    def forecast(self, context: SeriesSet, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Means and standard deviations, each ``(N, horizon)``."""
+        raise NotImplementedError
+
+    def predict_point(self, context: SeriesSet, horizon: int) -> np.ndarray:
+        return self.forecast(context, horizon)[0]
+
+    def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray:
+        mu, sigma = self.forecast(context, horizon)
+        return gaussian_paths(mu, sigma, num_samples, seed)

@@ -14,7 +14,8 @@ A network emits ``P`` raw parameters per step in *scaled* units (the series divi
   ``y`` in original units — and its samples are the mean itself (a deterministic roll-out).
 
 ``log_prob`` is in nats; for the three distributions it is the density (pmf) of ``y`` in original units.
-Sampling draws from torch's global generator: callers seed it (``sample_paths`` forks and seeds it).
+Sampling draws from the ``torch.Generator`` it is given (``sample_paths`` makes one per call from its seed), so
+concurrent forecasts never share random state.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from torch import Tensor
 from chainrule.errors import ConfigError, DataError
 
 _MIN_SIGMA = 1e-3
+
+
+def _normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal draws shaped like ``like``."""
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 class ForecastHead:
@@ -49,8 +55,9 @@ class ForecastHead:
         """Log-probability (nats) of finite ``y`` ``(...)``; callers mask missing values first."""
         raise NotImplementedError
 
-    def sample(self, raw: Tensor, scale: Tensor) -> Tensor:
-        """One draw ``(...)`` per set of parameters, in original units."""
+    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw ``(...)`` per set of parameters, in original units, from ``generator`` (torch's global
+        generator when None)."""
         raise NotImplementedError
 
     def mean(self, raw: Tensor, scale: Tensor) -> Tensor:
@@ -73,9 +80,9 @@ class Gaussian(ForecastHead):
         z = (y - p["loc"]) / p["scale"]
         return -0.5 * z * z - p["scale"].log() - 0.5 * math.log(2 * math.pi)
 
-    def sample(self, raw: Tensor, scale: Tensor) -> Tensor:
+    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
         p = self.dist_params(raw, scale)
-        return p["loc"] + p["scale"] * torch.randn_like(p["loc"])
+        return p["loc"] + p["scale"] * _normal(p["loc"], generator)
 
 
 class StudentT(ForecastHead):
@@ -94,9 +101,11 @@ class StudentT(ForecastHead):
         return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(math.pi * df) - sigma.log()
                 - (df + 1) / 2 * torch.log1p(z * z / df))
 
-    def sample(self, raw: Tensor, scale: Tensor) -> Tensor:
+    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
         p = self.dist_params(raw, scale)
-        return torch.distributions.StudentT(p["df"], p["loc"], p["scale"]).sample()
+        df = p["df"]
+        chi2 = 2.0 * torch._standard_gamma(df / 2, generator=generator)  # chi-square with df degrees of freedom
+        return p["loc"] + p["scale"] * _normal(df, generator) * torch.rsqrt(chi2 / df)
 
 
 class NegativeBinomial(ForecastHead):
@@ -116,11 +125,11 @@ class NegativeBinomial(ForecastHead):
         return (torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
                 + r * (r.log() - log_total) + y * (mu.log() - log_total))
 
-    def sample(self, raw: Tensor, scale: Tensor) -> Tensor:
+    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
         p = self.dist_params(raw, scale)
         r = 1.0 / p["alpha"]
-        rate = torch.distributions.Gamma(r, r / p["mu"]).sample()  # Gamma-Poisson mixture
-        return torch.poisson(rate)
+        rate = torch._standard_gamma(r, generator=generator) * (p["mu"] / r)  # Gamma(r, r/mu): Gamma-Poisson mixture
+        return torch.poisson(rate, generator=generator)
 
     def check_target(self, values: list, where: str) -> None:
         import numpy as np
@@ -146,7 +155,7 @@ class SquaredError(ForecastHead):
         d = y / scale - raw[..., 0]
         return -0.5 * d * d - 0.5 * math.log(2 * math.pi)
 
-    def sample(self, raw: Tensor, scale: Tensor) -> Tensor:
+    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.dist_params(raw, scale)["mean"]
 
 

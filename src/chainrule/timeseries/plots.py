@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.atomic import atomic_write
+from chainrule.evaluation.plots import save_png
 
 #: quantiles a fan chart needs (90% band, 50% band, median)
 FAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -52,9 +52,4 @@ def fan_chart(ids: Sequence[str], history_times: Sequence, history: Sequence[np.
         fig.suptitle(title + (f" (first {n} of {len(ids)} series)" if len(ids) > n else ""))
     fig.autofmt_xdate()
     fig.tight_layout()
-    out = Path(out)
-    try:
-        atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
-    return out
+    return save_png(fig, out)

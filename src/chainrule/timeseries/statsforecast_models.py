@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from chainrule.errors import ConfigError
-from chainrule.timeseries.forecaster import gaussian_paths
+from chainrule.timeseries.forecaster import GaussianForecaster
 from chainrule.timeseries.table import SeriesSet
 
 _LEVEL = 90
@@ -33,7 +33,7 @@ def _complete(x: np.ndarray) -> np.ndarray:
     return s.interpolate(limit_direction="forward").to_numpy()
 
 
-class StatsForecastModel:
+class StatsForecastModel(GaussianForecaster):
     """A statsforecast model (``autoets``, ``autoarima`` or ``theta``) behind the Forecaster protocol."""
 
     def __init__(self, kind: str, season: int | None = None, n_jobs: int | None = None):
@@ -47,9 +47,6 @@ class StatsForecastModel:
         self.kind = kind
         self._season = season
         self._n_jobs = int(n_jobs if n_jobs is not None else os.environ.get("CHAINRULE_SF_JOBS", 1))
-
-    def fit(self, train: SeriesSet) -> None:
-        """Nothing to learn across series: each forecast fits the model to its own context."""
 
     def forecast(self, context: SeriesSet, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean forecasts and per-step standard deviations, each ``(N, horizon)``."""
@@ -75,10 +72,3 @@ class StatsForecastModel:
         hi = out[f"{col}-hi-{_LEVEL}"].to_numpy(dtype=np.float64).reshape(len(series), horizon)
         sigma = np.maximum(hi - lo, 0.0) / (2.0 * norm.ppf(0.5 + _LEVEL / 200.0))
         return mu, sigma
-
-    def predict_point(self, context: SeriesSet, horizon: int) -> np.ndarray:
-        return self.forecast(context, horizon)[0]
-
-    def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray:
-        mu, sigma = self.forecast(context, horizon)
-        return gaussian_paths(mu, sigma, num_samples, seed)

@@ -20,7 +20,6 @@ teacher-forced and the incremental paths (see :mod:`chainrule.timeseries.feature
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -28,16 +27,6 @@ from torch import Tensor, nn
 
 from chainrule.timeseries.features import ForecastBatch, ffill_scaled, lag_inputs, lag_inputs_at
 from chainrule.timeseries.heads import build_forecast_head
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device):
-    """Run a block with torch's global generator (of ``device``) seeded, restoring it afterwards."""
-    devices = [device] if device.type != "cpu" else []
-    kwargs = {"device_type": device.type} if device.type != "cpu" else {}
-    with torch.random.fork_rng(devices=devices, **kwargs):
-        torch.manual_seed(seed)
-        yield
 
 
 class ForecastModel(nn.Module):
@@ -168,26 +157,27 @@ class ForecastModel(nn.Module):
         if time_feats.shape[1] < t0 + horizon:
             raise ValueError(f"{self.name}: time_feats has {time_feats.shape[1]} steps, need {t0 + horizon}")
         per = max(1, max_batch // max(num_samples, 1))
+        generator = torch.Generator(device=y_hist.device).manual_seed(int(seed))
         out = []
-        with seeded(seed, y_hist.device):
-            for lo in range(0, s, per):
-                y, tf, sc = y_hist[lo:lo + per], time_feats[lo:lo + per, : t0 + horizon], scale[lo:lo + per]
-                if use_cache and self.supports_cache:
-                    paths = self._rollout_cached(y, tf, sc, num_samples, horizon)
-                else:
-                    rep = [v.repeat_interleave(num_samples, 0) for v in (y, tf, sc)]
-                    paths = self._rollout_full(*rep, horizon)
-                out.append(paths.view(-1, num_samples, horizon))
+        for lo in range(0, s, per):
+            y, tf, sc = y_hist[lo:lo + per], time_feats[lo:lo + per, : t0 + horizon], scale[lo:lo + per]
+            if use_cache and self.supports_cache:
+                paths = self._rollout_cached(y, tf, sc, num_samples, horizon, generator)
+            else:
+                rep = [v.repeat_interleave(num_samples, 0) for v in (y, tf, sc)]
+                paths = self._rollout_full(*rep, horizon, generator)
+            out.append(paths.view(-1, num_samples, horizon))
         return torch.cat(out) if out else y_hist.new_zeros(0, num_samples, horizon)
 
-    def _rollout_cached(self, y: Tensor, tf: Tensor, sc: Tensor, n: int, horizon: int) -> Tensor:
+    def _rollout_cached(self, y: Tensor, tf: Tensor, sc: Tensor, n: int, horizon: int,
+                        generator: torch.Generator) -> Tensor:
         """Consume each history once, then roll out ``n`` paths per series from copies of its state."""
         cache = self.repeat_cache(self.init_cache(y, tf, sc), n)
         sc = cache["scale"]
         prev, draws = None, []
         for _ in range(horizon):  # the roll-out: the one Python loop over time
             params, cache = self.step(prev, cache)
-            prev = self.head.sample(params, sc)
+            prev = self.head.sample(params, sc, generator)
             draws.append(prev)
         return torch.stack(draws, 1)
 
@@ -207,12 +197,12 @@ class ForecastModel(nn.Module):
             return type(state)(self.repeat_state(v, n) for v in state)
         return state
 
-    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int) -> Tensor:
+    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int, generator: torch.Generator) -> Tensor:
         t0 = y.shape[1]
         seq = torch.cat([y, y.new_full((y.shape[0], horizon), float("nan"))], 1)
         for h in range(horizon):  # re-run the whole network for every step
             params = self(seq[:, : t0 + h + 1], tf[:, : t0 + h + 1], sc)[:, -1]
-            seq[:, t0 + h] = self.head.sample(params, sc)
+            seq[:, t0 + h] = self.head.sample(params, sc, generator)
         return seq[:, t0:]
 
     # ----------------------------------------------------------------- config
