@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -99,7 +100,7 @@ class GluonTSDeepAR:
                                     num_batches_per_epoch=batches,
                                     trainer_kwargs={"max_epochs": max(1, self.steps // batches),
                                                     "enable_progress_bar": False, "logger": False,
-                                                    "enable_checkpointing": False})
+                                                    "default_root_dir": tempfile.mkdtemp(prefix="gluonts-")})
         self.predictor = estimator.train(self._dataset(train))
 
     def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray:
