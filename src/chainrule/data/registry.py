@@ -103,11 +103,6 @@ def load_splits(spec: str, **options: Any) -> dict[str, Dataset]:
     return out
 
 
-def dataset_options(name: str) -> list[str]:
-    """The option names a registered dataset accepts."""
-    return _option_names(DATASETS[name][0])
-
-
 def check_options(name: str, loader: Loader, options: dict[str, Any]) -> dict[str, Any]:
     """Drop ``None`` values; ConfigError for an option the loader does not take."""
     valid = _option_names(loader)

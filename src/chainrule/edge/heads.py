@@ -6,7 +6,6 @@ following the matching head in :mod:`chainrule.heads` (temperature scales logits
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -73,12 +72,3 @@ def sample_position(params: np.ndarray, channels: int, head: dict[str, Any], tem
     if sampler is None:
         raise EdgeError(f"the edge runtime cannot sample a {head.get('type')!r} head")
     return sampler(params, channels, head, temperature, rng)
-
-
-def num_channels(head: dict[str, Any], params_per_position: int) -> int:
-    """Channels ``C`` from the head and its parameter count ``P`` per position."""
-    if head.get("type") == "categorical":
-        return params_per_position // int(head["levels"])
-    if head.get("type") == "logistic_mixture":
-        return int(round((-3 + math.sqrt(1 + 8 * params_per_position / int(head["num_mix"]))) / 2))
-    return params_per_position

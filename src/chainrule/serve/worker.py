@@ -40,11 +40,6 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - time.monotonic()
 
-    def check(self) -> None:
-        """Raise :class:`RequestTimeout` once the deadline has passed (called between model steps)."""
-        if self.remaining() <= 0:
-            raise RequestTimeout(self.seconds)
-
 
 def _advance(it: Iterator[T], budget_s: float) -> tuple[list[T], bool]:
     """Items of ``it`` for about ``budget_s`` seconds (at least one step); True once it is exhausted."""
@@ -73,7 +68,7 @@ class Worker:
 
     async def call(self, deadline: Deadline, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the pool under inference mode; :class:`RequestTimeout` past the deadline
-        (the thread finishes its current call; long loops should also call ``deadline.check()``)."""
+        (the thread finishes its current call)."""
         remaining = deadline.remaining()
         if remaining <= 0:
             raise RequestTimeout(deadline.seconds)

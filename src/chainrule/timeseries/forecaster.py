@@ -28,12 +28,6 @@ class Forecaster(Protocol):
     def predict(self, context: SeriesSet, horizon: int, num_samples: int, seed: int) -> np.ndarray: ...
 
 
-def repeat_point(point: np.ndarray, num_samples: int) -> np.ndarray:
-    """``(N, H)`` point forecasts -> ``(N, S, H)`` identical sample paths."""
-    point = np.asarray(point, dtype=np.float64)
-    return np.repeat(point[:, None, :], num_samples, axis=1)
-
-
 def gaussian_paths(mu: np.ndarray, sigma: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
     """``(N, S, H)`` independent Gaussian draws per step with mean ``mu`` and std ``sigma`` (both ``(N, H)``);
     a NaN or zero ``sigma`` gives the mean itself. Reproducible for a given ``seed``."""
