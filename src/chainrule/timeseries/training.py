@@ -25,6 +25,7 @@ from chainrule.errors import ConfigError, TrainingDiverged
 from chainrule.timeseries.features import WindowSampler
 from chainrule.timeseries.models.base import ForecastModel
 from chainrule.training.checkpoint import save_weights
+from chainrule.training.config import as_float, as_int
 from chainrule.training.metrics import MetricsLog, finite_or_none
 from chainrule.training.schedule import lr_factor
 
@@ -49,16 +50,16 @@ class ForecastTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
+        for name in ("steps", "batch_size", "warmup_steps", "seed", "log_every"):
+            setattr(self, name, as_int(name, getattr(self, name)))
         for name in ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "max_seconds"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"train.{name} must be a non-negative number, got {v!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr!r}")
+            setattr(self, name, as_float(name, getattr(self, name)))
+        for name in ("steps", "batch_size", "lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "weight_decay", "min_lr_ratio", "grad_clip", "max_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastTrainConfig:

@@ -54,14 +54,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
-            setattr(self, name, _as_int(name, getattr(self, name)))
+            setattr(self, name, as_int(name, getattr(self, name)))
         for name in _FLOAT_FIELDS:
-            setattr(self, name, _as_float(name, getattr(self, name)))
+            setattr(self, name, as_float(name, getattr(self, name)))
         self.betas = _as_betas(self.betas)
         if not isinstance(self.progress, bool):
             raise ConfigError(f"train.progress must be true or false; got {self.progress!r}")
         if self.num_threads is not None:
-            self.num_threads = _as_int("num_threads", self.num_threads)
+            self.num_threads = as_int("num_threads", self.num_threads)
         self.curriculum = _as_curriculum(self.curriculum)
         self._check_ranges()
 
@@ -115,7 +115,8 @@ class TrainConfig:
         return d
 
 
-def _as_float(name: str, v: Any) -> float:
+def as_float(name: str, v: Any) -> float:
+    """``train.NAME`` as a finite float; :class:`ConfigError` naming the option otherwise."""
     if isinstance(v, bool):
         raise ConfigError(f"train.{name} must be a number; got {v!r}")
     try:
@@ -127,8 +128,9 @@ def _as_float(name: str, v: Any) -> float:
     return f
 
 
-def _as_int(name: str, v: Any) -> int:
-    f = _as_float(name, v)
+def as_int(name: str, v: Any) -> int:
+    """``train.NAME`` as a whole number; :class:`ConfigError` naming the option otherwise."""
+    f = as_float(name, v)
     if f != int(f):
         raise ConfigError(f"train.{name} must be a whole number; got {v!r}")
     return int(f)
@@ -142,7 +144,7 @@ def _as_curriculum(v: Any) -> list[list[int]] | None:
             "[500, 64]]"
     if not isinstance(v, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v):
         raise ConfigError(f"{usage}; got {v!r}")
-    pairs = [[_as_int("curriculum", s), _as_int("curriculum", n)] for s, n in v]
+    pairs = [[as_int("curriculum", s), as_int("curriculum", n)] for s, n in v]
     if pairs[0][0] != 0:
         raise ConfigError(f"{usage}; the first step is {pairs[0][0]}")
     for (s0, _), (s1, _) in zip(pairs, pairs[1:], strict=False):
@@ -157,7 +159,7 @@ def _as_curriculum(v: Any) -> list[list[int]] | None:
 def _as_betas(v: Any) -> tuple[float, float]:
     if isinstance(v, str) or not hasattr(v, "__len__") or len(v) != 2:
         raise ConfigError(f"train.betas must be two numbers in [0, 1); got {v!r}")
-    b = (_as_float("betas", v[0]), _as_float("betas", v[1]))
+    b = (as_float("betas", v[0]), as_float("betas", v[1]))
     if not all(0.0 <= x < 1.0 for x in b):
         raise ConfigError(f"train.betas must be two numbers in [0, 1); got {v!r}")
     return b
