@@ -6,7 +6,7 @@ closing prices (horizon 20) and Seattle maximum temperature (horizon 14) on a ro
 ``--windows`` adjacent windows. Every model is fitted once on the data before the earliest origin. Reported:
 sMAPE (M3 convention), MASE, CRPS (from sample paths), 90% interval coverage and fit + predict seconds.
 
-Models: the neural ``lstm``, ``deepar`` and ``transformer`` (chainrule.timeseries.neural), the baselines
+Models: the neural ``lstm``, ``deepar`` and ``transformer`` (chainrule.modalities.series.neural), the baselines
 ``snaive``, ``naive``, ``drift``, statsforecast's ``theta``, ``autoets``, ``autoarima`` and GluonTS DeepAR
 (``gluonts-deepar``) when those packages are installed; a model that is unavailable is reported and skipped.
 
@@ -35,11 +35,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from chainrule.atomic import atomic_write_text  # noqa: E402
-from chainrule.errors import ChainruleError  # noqa: E402
-from chainrule.timeseries.backtest import backtest  # noqa: E402
-from chainrule.timeseries.datasets import load_timeseries  # noqa: E402
-from chainrule.timeseries.table import SeriesSet  # noqa: E402
+from chainrule.core.errors import ChainruleError  # noqa: E402
+from chainrule.core.runs.atomic import atomic_write_text  # noqa: E402
+from chainrule.modalities.series.backtest import backtest  # noqa: E402
+from chainrule.modalities.series.datasets import load_timeseries  # noqa: E402
+from chainrule.modalities.series.table import SeriesSet  # noqa: E402
 
 #: dataset -> (horizon, windows or None for the competition holdout)
 DATASETS = {"m3-monthly": (18, None), "m3-yearly": (6, None), "tourism-monthly": (24, None), "msft": (20, "rolling"),
@@ -113,7 +113,7 @@ class GluonTSDeepAR:
 
 def make_model(name: str, ss: SeriesSet, horizon: int, steps: int, seed: int):
     if name in BASELINES:
-        from chainrule.timeseries.baselines import make_baseline
+        from chainrule.modalities.series.baselines import make_baseline
 
         try:
             return make_baseline(name)
@@ -122,9 +122,9 @@ def make_model(name: str, ss: SeriesSet, horizon: int, steps: int, seed: int):
     if name == "gluonts-deepar":
         return GluonTSDeepAR(horizon, steps, seed)
     try:
-        from chainrule.timeseries.neural import NeuralForecaster
+        from chainrule.modalities.series.neural import NeuralForecaster
     except ImportError as e:
-        raise Unavailable(f"chainrule.timeseries.neural not available ({e})") from None
+        raise Unavailable(f"chainrule.modalities.series.neural not available ({e})") from None
     return NeuralForecaster(name, horizon=horizon, steps=steps, seed=seed)
 
 

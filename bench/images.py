@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from chainrule import api
-from chainrule.models.registry import MODELS, model_class
+from chainrule.modalities.registry import MODELS, model_class
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)

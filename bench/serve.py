@@ -55,7 +55,7 @@ def ensure_forecast_run(path: Path, data: str, steps: int) -> Path | None:
     if (path / "best.safetensors").is_file():
         return path
     try:
-        from chainrule.timeseries.api import train_forecaster
+        from chainrule.modalities.series.api import train_forecaster
     except ImportError as e:
         print(f"no forecaster: {e}", flush=True)
         return None

@@ -70,7 +70,7 @@ def generation_speed(run, rebuild: bool = True) -> dict:
     rebuilt for a 256-token context with fresh weights: this measures speed only)."""
     import copy
 
-    from chainrule.generation import GenerationConfig, generate_tokens
+    from chainrule.modalities.text.generation import GenerationConfig, generate_tokens
     from chainrule.runs import Run
 
     config = copy.deepcopy(run.config)

@@ -15,10 +15,10 @@ import httpx
 import torch
 
 from chainrule import api
-from chainrule.data.tokenizers import CharTokenizer
-from chainrule.models.registry import build_model, model_class
+from chainrule.core.training.checkpoint import save_weights
+from chainrule.modalities.registry import build_model, model_class
+from chainrule.modalities.text.data.tokenizers import CharTokenizer
 from chainrule.runs import Run
-from chainrule.training.checkpoint import save_weights
 
 TEXT_CHARS = "abcdefgh \n"
 CHROMIUM = "/usr/bin/chromium"

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from chainrule.heads import Bernoulli
-from chainrule.models.base import AutoregressiveModel
-from chainrule.models.gated_pixelcnn import GatedPixelCNN
-from chainrule.models.pixelcnn import PixelCNN
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.heads import Bernoulli
+from chainrule.modalities.image.models.gated_pixelcnn import GatedPixelCNN
+from chainrule.modalities.image.models.pixelcnn import PixelCNN
 
 SIZE = 9
 

@@ -19,10 +19,10 @@ from training_helpers import tiny_run
 
 from chainrule import api, cli
 from chainrule.convert.gpt2 import read_gpt2_weights
-from chainrule.errors import CheckpointError
+from chainrule.core.errors import CheckpointError
+from chainrule.core.training.checkpoint import STATE_FORMAT, list_checkpoints, load_state
 from chainrule.runs import open_run
 from chainrule.serve.registry import load_registry
-from chainrule.training.checkpoint import STATE_FORMAT, list_checkpoints, load_state
 
 
 class Payload:

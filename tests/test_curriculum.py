@@ -9,12 +9,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainrule.data.base import Discretizer, ImageDataset
-from chainrule.errors import ConfigError
-from chainrule.models.registry import build_model
-from chainrule.models.rnn_lm import RNNLM
-from chainrule.training import TrainConfig, Trainer
-from chainrule.training.checkpoint import CheckpointFiles, read_weights
+from chainrule.core.errors import ConfigError
+from chainrule.core.training import TrainConfig, Trainer
+from chainrule.core.training.checkpoint import CheckpointFiles, read_weights
+from chainrule.modalities.image.data.base import Discretizer, ImageDataset
+from chainrule.modalities.registry import build_model
+from chainrule.modalities.text.models.rnn_lm import RNNLM
 
 MAX_LEN, VOCAB = 16, 5
 SCHEDULE = [[0, 4], [3, 8], [7, 16]]

@@ -17,12 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from chainrule.data import mnist as mnist_mod
-from chainrule.data.digits import digits_source
-from chainrule.data.download import DownloadUnavailable, fetch
-from chainrule.data.idx import read_idx, write_idx
-from chainrule.data.registry import DATASETS, load_dataset, load_splits
-from chainrule.errors import ConfigError, DataError
+from chainrule.core.data.download import DownloadUnavailable, fetch
+from chainrule.core.errors import ConfigError, DataError
+from chainrule.modalities.datasets import DATASETS, load_dataset, load_splits
+from chainrule.modalities.image.data import mnist as mnist_mod
+from chainrule.modalities.image.data.digits import digits_source
+from chainrule.modalities.image.data.idx import read_idx, write_idx
 
 
 @pytest.fixture(autouse=True)

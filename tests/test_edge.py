@@ -17,7 +17,8 @@ from PIL import Image
 from scipy.stats import chisquare, ks_2samp
 
 from chainrule import api, cli
-from chainrule.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer
+from chainrule.core.heads import build_head
+from chainrule.core.training.checkpoint import save_weights
 from chainrule.edge import EdgeError, EdgeModel, generate_text, generate_tokens, sample_images
 from chainrule.edge.__main__ import main as edge_main
 from chainrule.edge.forecast import forecast, sample_head
@@ -25,12 +26,11 @@ from chainrule.edge.heads import sample_position
 from chainrule.edge.text import TokenWindow
 from chainrule.edge.tokenizer import EdgeTokenizer
 from chainrule.export.onnx import export_model
-from chainrule.generation import GenerationConfig, TokenContext
-from chainrule.generation import generate_tokens as torch_generate_tokens
-from chainrule.heads import build_head
-from chainrule.models.registry import build_model, model_class
+from chainrule.modalities.registry import build_model, model_class
+from chainrule.modalities.text.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer
+from chainrule.modalities.text.generation import GenerationConfig, TokenContext
+from chainrule.modalities.text.generation import generate_tokens as torch_generate_tokens
 from chainrule.runs import Run
-from chainrule.training.checkpoint import save_weights
 
 MAX_LEN = 16
 TOKENIZER = CharTokenizer.fit("abcdefghij")
@@ -245,7 +245,7 @@ TS_RUNS = {"lstm": ("lstm", None), "transformer": ("transformer", "squared_error
 
 
 def daily_series(t: int = 70):
-    from chainrule.timeseries.table import SeriesSet
+    from chainrule.modalities.series.table import SeriesSet
 
     rng = np.random.default_rng(0)
     values = 10 + 5 * np.sin(np.arange(t) * 2 * np.pi / 7) + rng.normal(size=t)
@@ -256,9 +256,9 @@ def daily_series(t: int = 70):
 @pytest.fixture(scope="module")
 def ts_runs(tmp_path_factory):
     """key -> (run directory, exported model); tiny forecasters trained for a few steps on a daily series."""
-    from chainrule.timeseries import api as ts_api
-    from chainrule.timeseries.models.registry import forecast_model_class
-    from chainrule.timeseries.neural import NeuralForecaster
+    from chainrule.modalities.series import api as ts_api
+    from chainrule.modalities.series.models.registry import forecast_model_class
+    from chainrule.modalities.series.neural import NeuralForecaster
 
     ss, out = daily_series(), {}
     for key, (name, head) in TS_RUNS.items():
@@ -279,7 +279,7 @@ HISTORY[20] = None
 @pytest.mark.parametrize("key", ["lstm", "transformer"])
 def test_point_forecasts_equal_chainrule(key, ts_runs):
     """Deterministic roll-outs (calendar features, a missing value, a horizon past the trained one)."""
-    from chainrule.timeseries import api as ts_api
+    from chainrule.modalities.series import api as ts_api
 
     run, onnx_path = ts_runs[key]
     ref = ts_api.forecast_from_history(run, HISTORY, horizon=12, num_samples=3)
@@ -290,7 +290,7 @@ def test_point_forecasts_equal_chainrule(key, ts_runs):
 
 
 def test_probabilistic_forecasts_follow_the_same_distribution(ts_runs):
-    from chainrule.timeseries import api as ts_api
+    from chainrule.modalities.series import api as ts_api
 
     run, onnx_path = ts_runs["deepar"]
     n = len(HISTORY)
@@ -307,7 +307,7 @@ def test_probabilistic_forecasts_follow_the_same_distribution(ts_runs):
 
 @pytest.mark.parametrize("head", ["gaussian", "student_t", "negative_binomial"])
 def test_forecast_head_samplers_match_torch(head):
-    from chainrule.timeseries.heads import build_forecast_head
+    from chainrule.core.heads.continuous import build_forecast_head
 
     h = build_forecast_head(head)
     raw = torch.tensor([[0.8, -0.3, 0.5][: h.num_params]]).repeat(4000, 1)

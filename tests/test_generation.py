@@ -9,12 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainrule import api, cli
-from chainrule.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer
-from chainrule.errors import ConfigError
-from chainrule.generation import GenerationConfig, TextStream, TokenContext, decode_stream, generate_tokens
-from chainrule.models.registry import MODELS, build_model, model_class
+from chainrule.core.errors import ConfigError
+from chainrule.core.training.checkpoint import save_weights
+from chainrule.modalities.registry import MODELS, build_model, model_class
+from chainrule.modalities.text.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer
+from chainrule.modalities.text.generation import (
+    GenerationConfig,
+    TextStream,
+    TokenContext,
+    decode_stream,
+    generate_tokens,
+)
 from chainrule.runs import Run
-from chainrule.training.checkpoint import save_weights
 
 TEXT_MODELS = [name for name in MODELS if model_class(name).data_kind == "sequence"]
 VOCAB = 40

@@ -12,8 +12,8 @@ transformers = pytest.importorskip("transformers")
 
 from chainrule.cli import main  # noqa: E402
 from chainrule.convert.gpt2 import import_gpt2  # noqa: E402
-from chainrule.data.tokenizers import load_tokenizer  # noqa: E402
-from chainrule.errors import ChainruleError  # noqa: E402
+from chainrule.core.errors import ChainruleError  # noqa: E402
+from chainrule.modalities.text.data.tokenizers import load_tokenizer  # noqa: E402
 
 EOS = "<|endoftext|>"
 SENTENCES = ["The quick brown fox jumps over the lazy dog.", "A chain rule factorises a joint distribution.",

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from chainrule.errors import ConfigError
-from chainrule.models.registry import build_model
+from chainrule.core.errors import ConfigError
+from chainrule.modalities.registry import build_model
 
 
 def dataset(x: torch.Tensor, y: torch.Tensor | None = None) -> SimpleNamespace:

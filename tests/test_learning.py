@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chainrule.data.registry import load_splits
-from chainrule.evaluation.metrics import dataset_nll
-from chainrule.models.registry import build_model
-from chainrule.training import TrainConfig, Trainer
+from chainrule.core.evaluation.metrics import dataset_nll
+from chainrule.core.training import TrainConfig, Trainer
+from chainrule.modalities.datasets import load_splits
+from chainrule.modalities.registry import build_model
 
 #: small settings that train in seconds on two CPU cores (steps, lr, model options)
 BRIEF = {

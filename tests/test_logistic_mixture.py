@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from chainrule.heads import build_head
-from chainrule.heads.logistic_mixture import DiscretizedLogisticMixture
+from chainrule.core.heads import build_head
+from chainrule.core.heads.logistic_mixture import DiscretizedLogisticMixture
 
 
 def all_outcomes(levels: int, channels: int) -> torch.Tensor:

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainrule.errors import ConfigError
-from chainrule.generation import (
+from chainrule.core.errors import ConfigError
+from chainrule.modalities.text.generation import (
     GenerationConfig,
     apply_temperature,
     banned_ngram_mask,

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from chainrule.heads import Bernoulli, Categorical
-from chainrule.models.made import MADE
+from chainrule.core.heads import Bernoulli, Categorical
+from chainrule.modalities.image.models.made import MADE
 
 
 def _made(event_shape=(1, 2, 2), head=None, num_masks=3, **kw) -> MADE:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from chainrule.errors import ConfigError
-from chainrule.models.registry import MODELS, build_model, model_class
+from chainrule.core.errors import ConfigError
+from chainrule.modalities.registry import MODELS, build_model, model_class
 
 ALL = sorted(MODELS)
 
@@ -208,7 +208,7 @@ def test_completion_keeps_given_pixels():
 @pytest.mark.parametrize("name", [n for n in CACHED if model_class(n).data_kind == "sequence"])
 def test_prefill_matches_step_by_step(name):
     """A batched prefill gives the same next-token logits and the same cache as feeding tokens one by one."""
-    from chainrule.models.sequence import SequenceModel
+    from chainrule.modalities.text.models.sequence import SequenceModel
 
     model = tiny(name, (1, 4, 4), 5)
     tokens = torch.randint(0, 5, (3, 9), generator=torch.Generator().manual_seed(4))

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from chainrule import cli
-from chainrule.errors import ConfigError
+from chainrule.core.errors import ConfigError
+from chainrule.core.training.checkpoint import save_weights
 from chainrule.export.metadata import METADATA_KEY
 from chainrule.export.onnx import export_model
 from chainrule.export.plan import NOT_EXPORTABLE
 from chainrule.export.verify import session
-from chainrule.models.registry import MODELS, build_model, model_class
+from chainrule.modalities.registry import MODELS, build_model, model_class
 from chainrule.runs import Run
-from chainrule.training.checkpoint import save_weights
 
 #: registered models that cannot be exported, and why (must equal chainrule.export.plan.NOT_EXPORTABLE)
 EXPECTED_NOT_EXPORTABLE: dict[str, str] = {}
@@ -216,7 +216,7 @@ def test_cli_export_missing_run(tmp_path, capsys):
 
 # ------------------------------------------------------------------ forecasters
 def tiny_forecaster(name: str, head: str | None = None):
-    from chainrule.timeseries.models.registry import build_forecast_model, forecast_model_class
+    from chainrule.modalities.series.models.registry import build_forecast_model, forecast_model_class
 
     torch.manual_seed(0)
     model = build_forecast_model(name, [1, 3], 2, head=head, **forecast_model_class(name).TINY)
@@ -232,7 +232,7 @@ FORECAST_SPEC = {"context": 6, "horizon": 3, "lags": [1, 3], "freq": "D", "seaso
 
 def test_every_forecaster_is_exported_or_listed():
     from chainrule.export.forecast import FORECAST_STEPS, NOT_EXPORTABLE_FORECASTERS
-    from chainrule.timeseries.models.registry import FORECAST_MODELS
+    from chainrule.modalities.series.models.registry import FORECAST_MODELS
 
     assert NOT_EXPORTABLE_FORECASTERS == {}
     assert set(FORECAST_STEPS) | set(NOT_EXPORTABLE_FORECASTERS) == set(FORECAST_MODELS)

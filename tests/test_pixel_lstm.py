@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chainrule.models.registry import build_model
+from chainrule.modalities.registry import build_model
 
 
 @pytest.mark.parametrize(("shape", "levels", "head", "classes"), [

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from chainrule.nn.recurrent import recurrent_step
+from chainrule.core.nn.recurrent import recurrent_step
 
 
 @pytest.mark.parametrize("kind", ["rnn", "rnn_relu", "gru", "lstm"])

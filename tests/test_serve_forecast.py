@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from serve_helpers import chromium, make_text_run, running_server
 
-from chainrule.timeseries import api as ts_api
+from chainrule.modalities.series import api as ts_api
 
 HISTORY = [112.0, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, None, 125, 149, 170, 170,
            158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166]

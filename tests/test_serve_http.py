@@ -20,7 +20,7 @@ from PIL import Image
 from serve_helpers import make_image_run, make_text_run, running_server
 
 from chainrule import api
-from chainrule.evaluation.images import make_grid
+from chainrule.modalities.image.grids import make_grid
 from chainrule.serve.images import grid_scale
 
 MAX_NEW_TOKENS = 512  # the server's own limit, below the schema's cap of 1024

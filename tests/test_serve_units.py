@@ -143,9 +143,9 @@ def test_mask_ensemble_samples_are_isolated(tmp_path):
     """MADE keeps its current mask on the module; the server holds a per-model lock around it."""
     import torch
 
-    from chainrule.models.registry import build_model
+    from chainrule.core.training.checkpoint import save_weights
+    from chainrule.modalities.registry import build_model
     from chainrule.runs import Run
-    from chainrule.training.checkpoint import save_weights
 
     path = tmp_path / "made"
     path.mkdir()

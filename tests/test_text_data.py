@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from chainrule.data import text_sources
-from chainrule.data.registry import DATASETS, dataset_kind, load_dataset, load_splits, resolve
-from chainrule.data.text import TextDataset, epoch_offset, load_textfile
-from chainrule.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, load_tokenizer
-from chainrule.errors import ConfigError, DataError
+from chainrule.core.errors import ConfigError, DataError
+from chainrule.modalities.datasets import DATASETS, dataset_kind, load_dataset, load_splits, resolve
+from chainrule.modalities.text.data import sources as text_sources
+from chainrule.modalities.text.data.text import TextDataset, epoch_offset, load_textfile
+from chainrule.modalities.text.data.tokenizers import (
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    load_tokenizer,
+)
 
 WORDS = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler", "mind", "süffer",
          "slings", "arrows", "of", "outrageous", "fortune", "—", "ÆTHER"]

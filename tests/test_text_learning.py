@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chainrule.data.registry import load_splits
-from chainrule.models.registry import build_model
-from chainrule.training import TrainConfig, Trainer
+from chainrule.core.training import TrainConfig, Trainer
+from chainrule.modalities.datasets import load_splits
+from chainrule.modalities.registry import build_model
 
 #: on this corpus (5.06 M characters) character frequencies alone give 4.80 bits/char and the previous
 #: character 3.61 bits/char (empirical entropies of the whole text); reaching 3.0 after 1,000 small steps

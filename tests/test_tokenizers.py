@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainrule.data.tokenizers import (
+from chainrule.core.errors import ConfigError, DataError
+from chainrule.modalities.text.data.tokenizers import (
     BPETokenizer,
     ByteTokenizer,
     CharTokenizer,
@@ -18,7 +19,6 @@ from chainrule.data.tokenizers import (
     safe_chunks,
     tokenizer_from_dict,
 )
-from chainrule.errors import ConfigError, DataError
 
 CORPUS = "\n".join(
     f"{name}: {verb} the {thing}, {name.lower()}! Ça coûte {i} € — ünïcödé {i * 7 % 13}."

@@ -13,12 +13,12 @@ import torch
 from safetensors.torch import load_file
 from training_helpers import CountingModel, NaNAt, TinyAR, digits_sets, tiny_run
 
-from chainrule.data.base import ImageDataset
-from chainrule.errors import CheckpointError, ConfigError, TrainingDiverged
-from chainrule.training import TrainConfig, Trainer, load_weights, save_weights
-from chainrule.training.checkpoint import latest_checkpoint
-from chainrule.training.schedule import lr_factor, warmup_cosine
-from chainrule.training.validation import mean_nll
+from chainrule.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from chainrule.core.training import TrainConfig, Trainer, load_weights, save_weights
+from chainrule.core.training.checkpoint import latest_checkpoint
+from chainrule.core.training.schedule import lr_factor, warmup_cosine
+from chainrule.core.training.validation import mean_nll
+from chainrule.modalities.image.data.base import ImageDataset
 
 CPU = torch.device("cpu")
 

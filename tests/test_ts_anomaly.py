@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from chainrule.timeseries import api
-from chainrule.timeseries.anomaly import one_step_log_probs
-from chainrule.timeseries.datasets import load_timeseries
-from chainrule.timeseries.features import history_batch
+from chainrule.modalities.series import api
+from chainrule.modalities.series.anomaly import one_step_log_probs
+from chainrule.modalities.series.datasets import load_timeseries
+from chainrule.modalities.series.features import history_batch
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chainrule.errors import ConfigError, DataError
-from chainrule.timeseries.backtest import backtest, rolling_origins
-from chainrule.timeseries.baselines import drift, make_baseline, naive, seasonal_naive
-from chainrule.timeseries.datasets import load_timeseries
-from chainrule.timeseries.table import SeriesSet
+from chainrule.core.errors import ConfigError, DataError
+from chainrule.modalities.series.backtest import backtest, rolling_origins
+from chainrule.modalities.series.baselines import drift, make_baseline, naive, seasonal_naive
+from chainrule.modalities.series.datasets import load_timeseries
+from chainrule.modalities.series.table import SeriesSet
 
 X = np.array([1.0, 3.0, 2.0, 4.0, 6.0])
 
@@ -148,7 +148,7 @@ def test_statsforecast_models_on_airpassengers(name):
     assert samples.shape == (1, 64, 12) and np.isfinite(samples).all()
     mu, sigma = model.forecast(context, 12)
     assert np.all(sigma > 0) and sigma[0, -1] > sigma[0, 0]  # uncertainty grows with the horizon
-    from chainrule.timeseries.metrics import smape
+    from chainrule.modalities.series.metrics import smape
 
     assert smape(ss.values[0][-12:], mu[0]) < 15  # a sensible forecast of the seasonal pattern
     np.testing.assert_array_equal(samples, model.predict(context, 12, 64, seed=0))

@@ -66,7 +66,7 @@ def test_train_then_predict_writes_csv_and_png(trained, tmp_path, capsys):
 
 
 def test_forecast_from_history(trained):
-    from chainrule.timeseries.api import forecast_from_history
+    from chainrule.modalities.series.api import forecast_from_history
 
     _, run = trained
     hist = [20.0, 24.0, None, 21.0, 18.0, 17.0, 19.0, 23.0, 25.0, 22.0, 19.0, 16.0]

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chainrule.errors import ConfigError, DataError
-from chainrule.timeseries import m4
-from chainrule.timeseries.datasets import TS_DATASET_INFO, TS_DATASETS, load_timeseries
+from chainrule.core.errors import ConfigError, DataError
+from chainrule.modalities.series import m4
+from chainrule.modalities.series.datasets import TS_DATASET_INFO, TS_DATASETS, load_timeseries
 
 COMPETITIONS = {  # name: (series, official horizon, seasonal period)
     "m3-yearly": (645, 6, 1), "m3-quarterly": (756, 8, 4), "m3-monthly": (1428, 18, 12), "m3-other": (174, 8, 1),

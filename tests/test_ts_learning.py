@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chainrule.timeseries.backtest import backtest
-from chainrule.timeseries.baselines import make_baseline
-from chainrule.timeseries.datasets import load_timeseries
-from chainrule.timeseries.neural import NeuralForecaster
-from chainrule.timeseries.stability import drop_start, median_spread, stability_check
+from chainrule.modalities.series.backtest import backtest
+from chainrule.modalities.series.baselines import make_baseline
+from chainrule.modalities.series.datasets import load_timeseries
+from chainrule.modalities.series.neural import NeuralForecaster
+from chainrule.modalities.series.stability import drop_start, median_spread, stability_check
 
 SMALL = {"lstm": {"hidden_size": 32, "num_layers": 1}, "deepar": {"hidden_size": 32, "num_layers": 1},
          "transformer": {"embed_dim": 32, "num_layers": 1}}

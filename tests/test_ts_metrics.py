@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chainrule.timeseries import metrics as M
-from chainrule.timeseries.baselines import seasonal_naive
+from chainrule.modalities.series import metrics as M
+from chainrule.modalities.series.baselines import seasonal_naive
 
 
 def test_sample_crps_matches_closed_form_gaussian():

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from chainrule.timeseries.features import (
+from chainrule.core.heads.continuous import build_forecast_head
+from chainrule.modalities.series.features import (
     FeatureSpec,
     WindowSampler,
     context_scale,
     ffill_scaled,
     history_batch,
 )
-from chainrule.timeseries.heads import build_forecast_head
-from chainrule.timeseries.models.registry import FORECAST_MODELS, build_forecast_model, forecast_model_class
-from chainrule.timeseries.table import SeriesSet
+from chainrule.modalities.series.models.registry import FORECAST_MODELS, build_forecast_model, forecast_model_class
+from chainrule.modalities.series.table import SeriesSet
 
 LAGS = [1, 3]
 NT = 2  # time features
@@ -201,7 +201,7 @@ def test_squared_error_log_prob_is_unit_gaussian_in_scaled_units():
 # ---------------------------------------------------------------------------- missing values
 @pytest.mark.parametrize("name", list(FORECAST_MODELS))
 def test_missing_values_are_masked_out_of_the_loss(name):
-    from chainrule.timeseries.features import ForecastBatch
+    from chainrule.modalities.series.features import ForecastBatch
 
     m = tiny(name, "student_t")  # eval mode: no dropout, so the forwards below are comparable
     y, tf, scale = series(t=12)
@@ -279,8 +279,8 @@ def test_feature_spec_windows_and_history():
 
 
 def test_round_trip_of_a_trained_run_gives_identical_forecasts(tmp_path):
-    from chainrule.timeseries import api
-    from chainrule.timeseries.neural import NeuralForecaster
+    from chainrule.modalities.series import api
+    from chainrule.modalities.series.neural import NeuralForecaster
 
     ss = daily_set()
     for name in FORECAST_MODELS:

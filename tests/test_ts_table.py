@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chainrule.errors import ChainruleError, ConfigError, DataError
-from chainrule.timeseries.freq import infer_freq, season_for
-from chainrule.timeseries.table import check_length, read_table
+from chainrule.core.errors import ChainruleError, ConfigError, DataError
+from chainrule.modalities.series.freq import infer_freq, season_for
+from chainrule.modalities.series.table import check_length, read_table
 
 
 def _write(tmp_path, name: str, text: str):

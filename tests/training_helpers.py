@@ -8,9 +8,9 @@ import time
 import torch
 from torch import Tensor, nn
 
-from chainrule.data.base import Discretizer, ImageDataset
-from chainrule.heads import Bernoulli
-from chainrule.models.base import AutoregressiveModel
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.heads import Bernoulli
+from chainrule.modalities.image.data.base import Discretizer, ImageDataset
 
 
 def digits_arrays() -> dict[str, Tensor]:
@@ -111,7 +111,7 @@ class CountingModel(AutoregressiveModel):
 def tiny_run(run_dir, *, steps: int = 60, batch_size: int = 32, hidden: int = 32, dropout: float = 0.0,
              ema: float = 0.0, delay: float = 0.0, resume: bool = False, data=None, **overrides):
     """The fixed small run shared by the kill/resume and torchrun tests (one thread): (model, summary)."""
-    from chainrule.training import TrainConfig, Trainer
+    from chainrule.core.training import TrainConfig, Trainer
 
     train, val = digits_sets(cache=data)
     torch.manual_seed(1234)

@@ -17,16 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from chainrule.atomic import atomic_write_text
-from chainrule.config import build_config
-from chainrule.data.base import ImageDataset
-from chainrule.errors import ConfigError
-from chainrule.evaluation.images import save_grid
-from chainrule.evaluation.metrics import dataset_nll
-from chainrule.evaluation.plots import plot_training_curve
-from chainrule.models.base import AutoregressiveModel
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import ConfigError
+from chainrule.core.evaluation.metrics import dataset_nll
+from chainrule.core.evaluation.plots import plot_training_curve
+from chainrule.core.runs.atomic import atomic_write_text
+from chainrule.core.runs.config import build_config
+from chainrule.core.training.rng import seed_everything
+from chainrule.modalities.image.data.base import ImageDataset
+from chainrule.modalities.image.grids import save_grid
 from chainrule.runs import Run, default_run_dir, open_run
-from chainrule.training.rng import seed_everything
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -36,13 +36,13 @@ def _model_run(run: Run | str | Path) -> Run:
     run = run if isinstance(run, Run) else open_run(run)
     if run.spec.get("kind") == "timeseries":
         raise ConfigError(f"{run.path} is a time-series run: use 'chainrule forecast predict|backtest' "
-                          "(or chainrule.timeseries.api)")
+                          "(or chainrule.modalities.series.api)")
     return run
 
 
 def load_data(data_cfg: dict[str, Any], run_path: Path | None = None) -> dict[str, ImageDataset]:
     """Train/val/test splits for a run's ``data`` section (text runs reuse the run's own tokenizer)."""
-    from chainrule.data.registry import load_splits
+    from chainrule.modalities.datasets import load_splits
 
     opts = dict(data_cfg)
     name = opts.pop("name")
@@ -89,7 +89,7 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
 def train(dataset: str | None = None, model: str | None = None, config_file: str | Path | None = None,
           overrides: Iterable[str] = (), run_dir: str | Path | None = None, resume: bool = False) -> Run:
     """Train a model and write a run directory (config, checkpoints, metrics, curve, sample grid)."""
-    from chainrule.training import TrainConfig, Trainer
+    from chainrule.core.training import TrainConfig, Trainer
 
     if resume:
         if run_dir is None:
@@ -211,8 +211,8 @@ def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int 
 # ----------------------------------------------------------------- text generation
 def load_text_run(run: Run | str | Path, device: str | None = None) -> tuple[AutoregressiveModel, Any]:
     """The model (eval mode) and tokenizer (``RUN/tokenizer.json``) of a text run."""
-    from chainrule.data.tokenizers import load_tokenizer
-    from chainrule.errors import CheckpointError
+    from chainrule.core.errors import CheckpointError
+    from chainrule.modalities.text.data.tokenizers import load_tokenizer
 
     run = _model_run(run)
     if run.spec.get("kind") != "text":
@@ -239,14 +239,14 @@ def generate(run: Run | str | Path | None, prompt: str = "", *, use_cache: bool 
              **options: Any) -> Iterator[str]:
     """Stream one sample's continuation of ``prompt`` as text pieces, as they are produced.
 
-    ``options`` are :class:`chainrule.generation.GenerationConfig` fields (``max_new_tokens``,
+    ``options`` are :class:`chainrule.modalities.text.generation.GenerationConfig` fields (``max_new_tokens``,
     ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``no_repeat_ngram_size``, ``stop``,
     ``seed``). Options are checked before this returns (:class:`ConfigError`).
 
     >>> for piece in api.generate("runs/shakespeare-transformer", "ROMEO:", max_new_tokens=100):
     ...     print(piece, end="", flush=True)
     """
-    from chainrule.generation import GenerationConfig, stream_texts
+    from chainrule.modalities.text.generation import GenerationConfig, stream_texts
 
     cfg = GenerationConfig.from_options(**options)
     if cfg.num_samples != 1:
@@ -261,7 +261,7 @@ def generate_texts(run: Run | str | Path | None, prompt: str = "", num_samples: 
                    device: str | None = None, **options: Any) -> list[str]:
     """Generate ``num_samples`` continuations of ``prompt`` together; returns the text of each (stop strings
     applied, the prompt not included). ``options`` as for :func:`generate`."""
-    from chainrule.generation import GenerationConfig, generate_strings
+    from chainrule.modalities.text.generation import GenerationConfig, generate_strings
 
     cfg = GenerationConfig.from_options(num_samples=num_samples, **options)
     model, tokenizer = _text_model(run, model, tokenizer, device)

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from chainrule.atomic import atomic_write_text
-from chainrule.errors import CheckpointError, ConfigError
-from chainrule.models.base import AutoregressiveModel
-from chainrule.models.registry import build_model
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import CheckpointError, ConfigError
+from chainrule.core.runs.atomic import atomic_write_text
+from chainrule.modalities.registry import build_model
 
 CONFIG_FILE = "config.yaml"
 BEST_WEIGHTS = "best.safetensors"
@@ -39,7 +39,8 @@ class Run:
     def build_model(self) -> AutoregressiveModel:
         spec, m = self.spec, dict(self.config["model"])
         if spec.get("kind") == "timeseries":
-            raise ConfigError(f"{self.path} is a time-series run: use chainrule.timeseries.api.load_forecast_run")
+            raise ConfigError(f"{self.path} is a time-series run: use chainrule.modalities.series.api"
+                              ".load_forecast_run")
         name = m.pop("name")
         head = m.pop("head", None)
         head_options = m.pop("head_options", None)
@@ -58,7 +59,7 @@ class Run:
         return ckpts[-1]
 
     def load_model(self, device: str | None = None) -> AutoregressiveModel:
-        from chainrule.training.checkpoint import load_weights
+        from chainrule.core.training.checkpoint import load_weights
 
         model = self.build_model()
         load_weights(model, self.weights_path())

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training_helpers import tiny_run  # noqa: E402
 
-from chainrule.training import save_weights  # noqa: E402
+from chainrule.core.training import save_weights  # noqa: E402
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from chainrule.atomic import remove_stale_temporaries
-from chainrule.errors import ChainruleError, CheckpointError, ConfigError
+from chainrule.core.errors import ChainruleError, CheckpointError, ConfigError
+from chainrule.core.runs.atomic import remove_stale_temporaries
+from chainrule.core.training.checkpoint import save_weights
 from chainrule.runs import BEST_WEIGHTS, Run, open_run
-from chainrule.training.checkpoint import save_weights
 
 TOKENIZER_FILE = "tokenizer.json"
 EOS_TOKEN = "<|endoftext|>"
@@ -151,7 +151,7 @@ def _check_against(run: Run, tensors: Mapping[str, Tensor]) -> None:
 # ------------------------------------------------------------------ tokenizer
 def read_gpt2_tokenizer(hf_dir: Path):
     """The byte-level BPE as a chainrule ``BPETokenizer``, from tokenizer.json or vocab.json + merges.txt."""
-    from chainrule.data.tokenizers import BPETokenizer
+    from chainrule.modalities.text.data.tokenizers import BPETokenizer
 
     tj, vocab, merges = hf_dir / "tokenizer.json", hf_dir / "vocab.json", hf_dir / "merges.txt"
     try:

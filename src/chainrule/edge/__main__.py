@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chainrule.console import run_command
+from chainrule.core.console import run_command
 from chainrule.edge.errors import EdgeError
 
 EPILOG = """examples:

@@ -1,4 +1,4 @@
-"""The edge runtime's one error type (kept apart from :mod:`chainrule.errors` so nothing pulls in torch)."""
+"""The edge runtime's one error type (kept apart from :mod:`chainrule.core.errors` so nothing pulls in torch)."""
 
 from __future__ import annotations
 

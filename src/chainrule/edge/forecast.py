@@ -1,6 +1,6 @@
-"""Forecasting from an exported forecaster step graph, in numpy (mirrors :mod:`chainrule.timeseries`).
+"""Forecasting from an exported forecaster step graph, in numpy (mirrors :mod:`chainrule.modalities.series`).
 
-Inputs follow :mod:`chainrule.timeseries.features`: the last ``history`` points (left-padded with missing
+Inputs follow :mod:`chainrule.modalities.series.features`: the last ``history`` points (left-padded with missing
 values), a scale from the last ``context`` of them, forward-filled scaled values with observed flags for
 each lag, the precomputed calendar rows and ``log1p(scale)``. The history is fed one step at a time, the
 cache is copied to every sample path, then each forecast step is drawn from the head and fed back.
@@ -38,7 +38,7 @@ def softplus(x: np.ndarray) -> np.ndarray:
 
 
 def sample_head(head: str, raw: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of raw parameters ``(B, P)`` in original units (see ``chainrule.timeseries.heads``)."""
+    """One draw per row of raw parameters ``(B, P)`` in original units (see ``chainrule.core.heads.continuous``)."""
     raw = raw.astype(np.float64)
     if head == "squared_error":
         return raw[:, 0] * scale

@@ -1,7 +1,7 @@
 """Sampling one position's values from head parameters in numpy (categorical, Bernoulli, logistic mixture).
 
 Each function takes the parameters of one position for a batch, ``(B, P)``, and returns levels ``(B, C)``,
-following the matching head in :mod:`chainrule.heads` (temperature scales logits / logistic scales).
+following the matching head in :mod:`chainrule.core.heads` (temperature scales logits / logistic scales).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Next-token choice in numpy, with the same rules as :mod:`chainrule.generation.processors`.
+"""Next-token choice in numpy, with the same rules as :mod:`chainrule.modalities.text.generation.processors`.
 
 Temperature 0 is greedy (argmax, lowest id on ties); otherwise logits are divided by the temperature,
 filtered by top-k (exactly k kept, lower ids first on ties) and top-p (smallest most-likely set reaching

@@ -3,7 +3,7 @@
 The step graph takes ``(token, position, *cache)``; position 0 feeds the start vector. A model exported
 with a context of ``N`` positions sees at most ``W = N - 1`` tokens; when the context would grow past
 ``W`` it keeps the most recent ``W // 2`` tokens and rebuilds the cache on them (as
-:class:`chainrule.generation.TokenContext` does), so long generations never overflow the cache.
+:class:`chainrule.modalities.text.generation.TokenContext` does), so long generations never overflow the cache.
 """
 
 from __future__ import annotations

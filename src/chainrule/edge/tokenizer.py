@@ -1,7 +1,7 @@
 """Encode prompts and decode tokens from the tokenizer embedded in an exported text model.
 
-Mirrors :mod:`chainrule.data.tokenizers` without numpy-heavy machinery: ``char`` (one id per character plus
-an unknown id, the last) and ``byte`` (UTF-8 bytes) in pure Python; ``bpe`` (byte-level BPE) with the
+Mirrors :mod:`chainrule.modalities.text.data.tokenizers` without numpy-heavy machinery: ``char`` (one id per character
+plus an unknown id, the last) and ``byte`` (UTF-8 bytes) in pure Python; ``bpe`` (byte-level BPE) with the
 ``tokenizers`` package. ``token_bytes(id)`` gives the bytes a token stands for, for incremental decoding.
 """
 

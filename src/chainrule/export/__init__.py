@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chainrule.errors import CheckpointError, ConfigError
+from chainrule.core.errors import CheckpointError, ConfigError
 
 FORMATS = ("onnx",)
 
@@ -39,7 +39,7 @@ def export_run(run: Any, out: str | os.PathLike, fmt: str = "onnx", max_context:
 def _tokenizer_dict(run_path: Path) -> dict[str, Any]:
     """The run's tokenizer as its JSON dictionary (validated by loading it)."""
     from chainrule.api import TOKENIZER_FILE
-    from chainrule.data.tokenizers import load_tokenizer
+    from chainrule.modalities.text.data.tokenizers import load_tokenizer
 
     path = run_path / TOKENIZER_FILE
     if not path.is_file():

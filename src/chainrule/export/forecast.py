@@ -1,9 +1,9 @@
-"""Export of neural forecasters (:mod:`chainrule.timeseries.models`): the incremental step plus what the
+"""Export of neural forecasters (:mod:`chainrule.modalities.series.models`): the incremental step plus what the
 edge runtime needs to build each step's inputs without pandas or torch.
 
 The graph maps ``(inputs (B, num_inputs), position (), *past_cache) -> (params (B, P), *present_cache)``,
 where ``inputs`` are one step's lag values and flags, time features and ``log1p(scale)`` (see
-:mod:`chainrule.timeseries.features`). The calendar features of the steps around the forecast origin are
+:mod:`chainrule.modalities.series.features`). The calendar features of the steps around the forecast origin are
 precomputed into the metadata for a history that ends where the training data ended (as
 ``forecast_from_history`` assumes without ``start``), for up to ``max_context - history`` forecast steps.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from chainrule.errors import ConfigError
+from chainrule.core.errors import ConfigError
 from chainrule.export.metadata import FORMAT, VERSION
 from chainrule.export.plan import EXAMPLE_BATCH, ExportPlan
 from chainrule.export.steps import attend_step, kv_specs, rnn_specs, rnn_step, zero_cache
@@ -62,7 +62,7 @@ def calendar_rows(spec: Any, last_timestamp: str | None, steps: int) -> list[lis
         return []
     import pandas as pd
 
-    from chainrule.timeseries.features import calendar_features, extended_index
+    from chainrule.modalities.series.features import calendar_features, extended_index
 
     try:
         index = pd.date_range(end=pd.Timestamp(last_timestamp), periods=spec.history, freq=spec.freq)
@@ -75,7 +75,7 @@ def calendar_rows(spec: Any, last_timestamp: str | None, steps: int) -> list[lis
 
 def forecast_plan(model: nn.Module, spec: dict[str, Any], max_context: int | None = None) -> ExportPlan:
     """Export plan of a forecaster with its run's ``timeseries`` spec; :class:`ConfigError` if not exportable."""
-    from chainrule.timeseries.features import FeatureSpec
+    from chainrule.modalities.series.features import FeatureSpec
 
     if model.name in NOT_EXPORTABLE_FORECASTERS or model.name not in FORECAST_STEPS:
         why = NOT_EXPORTABLE_FORECASTERS.get(model.name, "no exportable incremental step")
@@ -114,7 +114,7 @@ def export_forecast_run(run: Any, out: Any, max_context: int | None = None,
                         extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a forecasting run (see :func:`chainrule.export.export_run`)."""
     from chainrule.export.onnx import export_plan
-    from chainrule.timeseries.api import load_forecast_run
+    from chainrule.modalities.series.api import load_forecast_run
 
     model, spec = load_forecast_run(run)
     return export_plan(forecast_plan(model, spec, max_context), out, extra_metadata)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from chainrule.models.base import AutoregressiveModel
+from chainrule.core.contract import AutoregressiveModel
 
 
 class ForwardPass(nn.Module):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chainrule.heads.bernoulli import Bernoulli
-from chainrule.heads.categorical import Categorical
-from chainrule.models.base import AutoregressiveModel
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.heads.bernoulli import Bernoulli
+from chainrule.core.heads.categorical import Categorical
 
 METADATA_KEY = "chainrule"
 FORMAT = "chainrule-onnx"

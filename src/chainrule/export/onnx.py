@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from chainrule.atomic import atomic_write_bytes
-from chainrule.errors import ConfigError
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import ConfigError
+from chainrule.core.runs.atomic import atomic_write_bytes
 from chainrule.export.metadata import to_props
 from chainrule.export.plan import ExportPlan, plan_export
-from chainrule.models.base import AutoregressiveModel
 
 OPSET = 18
 #: largest |ONNX - PyTorch| accepted by the post-export check

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from chainrule.errors import ConfigError
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import ConfigError
 from chainrule.export.forward import ForwardPass
 from chainrule.export.metadata import build_metadata
 from chainrule.export.steps import STEPS, zero_cache
-from chainrule.models.base import AutoregressiveModel
 
 #: registered models that cannot be exported, with the reason (none today; the tests check this list)
 NOT_EXPORTABLE: dict[str, str] = {}

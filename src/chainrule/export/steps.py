@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from chainrule.models.sequence import SequenceModel
-from chainrule.models.transformer import apply_rotary, rotary_tables
+from chainrule.modalities.text.models.sequence import SequenceModel
+from chainrule.modalities.text.models.transformer import apply_rotary, rotary_tables
 
 #: a cache tensor: (input name, output name, shape with "batch" for the batch axis)
 CacheSpec = tuple[str, str, list[Any]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from chainrule.errors import ConfigError
+from chainrule.core.errors import ConfigError
 from chainrule.export.plan import ExportPlan
 
 #: consecutive steps checked for step graphs (the cache outputs are fed back in)

@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from chainrule.errors import ChainruleError
+from chainrule.core.errors import ChainruleError
 from chainrule.serve import forecast as forecast_work
 from chainrule.serve import images, text
 from chainrule.serve.batching import MicroBatcher

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chainrule.errors import ConfigError
+from chainrule.core.errors import ConfigError
 
 EXAMPLES = """examples:
   chainrule serve runs/shakespeare-transformer runs/digits-gated --port 8000

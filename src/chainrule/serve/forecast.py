@@ -27,8 +27,8 @@ def jsonable(value: Any) -> Any:
 
 def forecast(served: ServedModel, history: list[float | None], horizon: int | None, quantiles: list[float],
              num_samples: int, seed: int, start: str | None) -> dict[str, Any]:
-    """``chainrule.timeseries.api.forecast_from_history`` on the served run, as JSON-ready values."""
-    from chainrule.timeseries.api import forecast_from_history
+    """``chainrule.modalities.series.api.forecast_from_history`` on the served run, as JSON-ready values."""
+    from chainrule.modalities.series.api import forecast_from_history
 
     out = forecast_from_history(served.run, history, horizon=horizon, quantiles=tuple(quantiles),
                                 num_samples=num_samples, seed=seed, start=start)
@@ -36,7 +36,7 @@ def forecast(served: ServedModel, history: list[float | None], horizon: int | No
 
 
 def surprisal(served: ServedModel, series: list[list[float | None]], start: str | None) -> list[dict[str, Any]]:
-    """``chainrule.timeseries.api.surprisal_from_history`` for each series, as JSON-ready values."""
-    from chainrule.timeseries.api import surprisal_from_history
+    """``chainrule.modalities.series.api.surprisal_from_history`` for each series, as JSON-ready values."""
+    from chainrule.modalities.series.api import surprisal_from_history
 
     return [jsonable(surprisal_from_history(served.run, s, start=start)) for s in series]

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.errors import ChainruleError
+from chainrule.core.errors import ChainruleError
 from chainrule.serve.worker import RequestTimeout
 
 log = logging.getLogger("chainrule.serve")

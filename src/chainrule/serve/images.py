@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from chainrule import api
-from chainrule.errors import ConfigError
-from chainrule.evaluation.images import make_grid
-from chainrule.models.base import AutoregressiveModel
+from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import ConfigError
+from chainrule.modalities.image.grids import make_grid
 from chainrule.serve.registry import ServedModel
 
 #: largest parameter tensor (elements) one log-prob chunk may build

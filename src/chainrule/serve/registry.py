@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainrule.errors import CheckpointError, ConfigError
+from chainrule.core.errors import CheckpointError, ConfigError
 from chainrule.runs import Run, open_run
 
 KINDS = ("text", "image", "timeseries")
@@ -23,7 +23,7 @@ KINDS = ("text", "image", "timeseries")
 @dataclass
 class ServedModel:
     """One loaded run: ``model``/``tokenizer`` for text and image runs, ``forecaster`` (the trained network)
-    for time series, whose requests go through ``chainrule.timeseries.api.forecast_from_history``."""
+    for time series, whose requests go through ``chainrule.modalities.series.api.forecast_from_history``."""
 
     name: str
     kind: str
@@ -90,7 +90,7 @@ def load_one(name: str, path: Path, device: str | None) -> ServedModel:
         model = run.load_model(device).eval()
         return ServedModel(name, kind, run, model=model, lock=threading.Lock() if _stateful(model) else None)
     try:
-        from chainrule.timeseries.api import load_forecast_run
+        from chainrule.modalities.series.api import load_forecast_run
     except ImportError as e:
         raise ConfigError(f"{path}: a time-series run needs the timeseries extra "
                           f"(pip install 'chainrule[timeseries]'): {e}") from None

@@ -55,7 +55,7 @@ class GenerateRequest(_Request):
     stream: bool = False
 
     def options(self) -> dict[str, Any]:
-        """The :class:`chainrule.generation.GenerationConfig` fields."""
+        """The :class:`chainrule.modalities.text.generation.GenerationConfig` fields."""
         return self.model_dump(exclude={"model", "prompt", "stream"})
 
 

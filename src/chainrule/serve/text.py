@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from chainrule.errors import ConfigError
-from chainrule.generation import GenerationConfig, stream_texts
+from chainrule.core.errors import ConfigError
+from chainrule.modalities.text.generation import GenerationConfig, stream_texts
 from chainrule.serve.registry import ServedModel
 
 #: largest logits tensor (elements) one log-prob chunk may build

@@ -1,0 +1,185 @@
+"""The model contract shared by every architecture.
+
+A model factorises ``log p(x | c) = sum_t log p(x_t | x_<t, c)`` over an ordering of the positions of
+``x``. Data ``x`` is an integer tensor ``(B, C, *S)``; the network returns the parameters of every
+conditional at once, ``(B, P, *S)``, each position's parameters computed from earlier positions only
+(teacher forcing). Architectures implement :meth:`network`; everything else is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from chainrule.core.heads.base import Head
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a model is conditioned on besides the earlier positions of ``x``; each modality fills its fields.
+
+    ``labels``: a class per example ``(B,)`` (image and text models take a bare label tensor as shorthand);
+    ``time_features``: known per-step inputs ``(B, T, F)`` (calendar, covariates) of a series;
+    ``scale``: a per-example scale ``(B,)`` (series are modelled in scaled units);
+    ``observed``: ``(B, T)`` bool, the positions that count in the likelihood (missing values and the
+    lag warm-up are False).
+    """
+
+    labels: Tensor | None = None
+    time_features: Tensor | None = None
+    scale: Tensor | None = None
+    observed: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Condition:
+        return self.map(lambda t: t.to(device))
+
+    def map(self, fn: Any) -> Condition:
+        """A copy with ``fn`` applied to every tensor field (e.g. slicing or repeating the batch)."""
+        return replace(self, **{f.name: fn(v) for f in fields(self) if (v := getattr(self, f.name)) is not None})
+
+
+class AutoregressiveModel(nn.Module):
+    """Base class: ``forward`` / ``log_prob`` / ``sample`` and, where possible, ``init_cache`` / ``step``.
+
+    Args:
+        event_shape: ``(C, *S)`` — channels then positions, e.g. ``(1, 28, 28)``.
+        head: the output distribution for one position.
+        num_classes: number of class labels the model can be conditioned on (0 = unconditional).
+    """
+
+    #: registry name, set by each architecture
+    name: ClassVar[str] = "base"
+    #: what the model is for: ``image`` (C, H, W) or ``sequence`` (1, T) of tokens
+    data_kind: ClassVar[str] = "image"
+    #: True when :meth:`init_cache` / :meth:`step` give O(1)-per-position sampling
+    supports_cache: ClassVar[bool] = False
+    #: True when params in image row r depend on rows <= r only and on nothing below (convolutional
+    #: models), so sampling may run the network on the rows generated so far
+    row_causal: ClassVar[bool] = False
+
+    def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(s) for s in event_shape)
+        self.head = head
+        self.num_classes = int(num_classes)
+
+    # ----------------------------------------------------------------- shapes
+    @property
+    def channels(self) -> int:
+        return self.event_shape[0]
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return self.event_shape[1:]
+
+    @property
+    def num_positions(self) -> int:
+        n = 1
+        for s in self.positions:
+            n *= s
+        return n
+
+    @property
+    def num_dims(self) -> int:
+        """Number of scalar dimensions of one example (for bits/dim)."""
+        return self.channels * self.num_positions
+
+    @property
+    def num_params_out(self) -> int:
+        return self.head.num_params(self.channels)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    # --------------------------------------------------------------- teacher-forced
+    def encode(self, x: Tensor) -> Tensor:
+        """Integer levels ``(B, C, *S)`` -> float network input in [-1, 1]."""
+        return self.head.mode_input(x)
+
+    def network(self, inputs: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Float inputs ``(B, C, *S)`` -> parameters ``(B, P, *S)``; params at a position may depend only
+        on inputs at earlier positions in :meth:`ordering`. Architectures implement this."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Parameters of every conditional, teacher-forced: ``(B, C, *S)`` long -> ``(B, P, *S)``."""
+        self.check_input(x, cond)
+        return self.network(self.encode(x), cond)
+
+    def log_prob_positions(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Per-position log-probabilities in nats, ``(B, *S)``."""
+        return self.head.log_prob(self(x, cond), x)
+
+    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Log-likelihood of each example in nats, ``(B,)``."""
+        return self.log_prob_positions(x, cond).flatten(1).sum(1)
+
+    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Training objective: mean negative log-likelihood in nats per example."""
+        return -self.log_prob(x, cond).mean()
+
+    def check_input(self, x: Tensor, cond: Tensor | None) -> None:
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise ValueError(f"{self.name}: expected input of shape (B, {', '.join(map(str, self.event_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if cond is not None and self.num_classes == 0:
+            raise ValueError(f"{self.name}: this model was built without class conditioning")
+
+    # --------------------------------------------------------------- ordering
+    def ordering(self) -> Tensor:
+        """Flat position indices in generation order (default: raster order)."""
+        return torch.arange(self.num_positions, device=self.device)
+
+    # --------------------------------------------------------------- incremental decoding
+    def init_cache(self, batch_size: int, cond: Tensor | None = None) -> Any:
+        """State for :meth:`step` before the first position."""
+        raise NotImplementedError(f"{self.name} has no incremental step")
+
+    def step(self, x_prev: Tensor | None, cache: Any) -> tuple[Tensor, Any]:
+        """Given the values ``(B, C)`` at the previous position in the ordering (``None`` before the
+        first), return the parameters ``(B, P)`` of the next position's conditional and the new cache."""
+        raise NotImplementedError(f"{self.name} has no incremental step")
+
+    # --------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: Tensor | None = None,
+        x_given: Tensor | None = None,
+        known: Tensor | None = None,
+        temperature: float = 1.0,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Ancestral sampling in the model's ordering.
+
+        Args:
+            n: number of samples.
+            cond: class labels ``(n,)`` for a class-conditional model.
+            x_given: ``(n, C, *S)`` values to keep where ``known`` is True (completion).
+            known: ``(n, *S)`` bool mask of given positions; sampling fills the rest. A true
+                conditional sample needs the known positions to come first in the ordering
+                (e.g. the top half of an image in raster order).
+            temperature: scales the logits / log-scales of each conditional (1 = the model).
+            use_cache: use :meth:`step` when the model supports it.
+            generator: a ``torch.Generator`` for reproducible draws.
+        """
+        from chainrule.core.sampling import ancestral_sample
+
+        return ancestral_sample(self, n, cond=cond, x_given=x_given, known=known, temperature=temperature,
+                                use_cache=use_cache, generator=generator)
+
+    # --------------------------------------------------------------- config
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments (beyond event_shape/head/num_classes) that rebuild this model."""
+        return dict(getattr(self, "_config", {}))

@@ -1,0 +1,53 @@
+"""Exact log-likelihood of a dataset: nats per example and bits per dimension."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+class IndexedDataset(Protocol):
+    """What training and evaluation need of a split: indexed examples with their conditioning."""
+
+    def __len__(self) -> int: ...
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]: ...
+
+
+def bits_per_dim(nll_nats: float, num_dims: int) -> float:
+    """Convert nats per example to bits per dimension."""
+    return nll_nats / (num_dims * math.log(2.0))
+
+
+def conditioning(model: nn.Module, y: Tensor | None) -> Tensor | None:
+    """Labels to pass as ``cond``: only to class-conditional models."""
+    return y if getattr(model, "num_classes", 0) > 0 else None
+
+
+@torch.no_grad()
+def total_nll(model: nn.Module, data: IndexedDataset, indices: Tensor, batch_size: int,
+              device: torch.device) -> Tensor:
+    """Sum of ``-log p(x)`` in nats over ``data[indices]`` (eval mode, batched), as a float64 scalar."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for start in range(0, len(indices), batch_size):
+            x, y = data.get(indices[start:start + batch_size])
+            cond = conditioning(model, y)
+            total += -model.log_prob(x.to(device), None if cond is None else cond.to(device)).double().sum()
+    finally:
+        model.train(was_training)
+    return total
+
+
+def dataset_nll(model: nn.Module, data: IndexedDataset, batch_size: int = 256) -> dict[str, float]:
+    """Mean negative log-likelihood of a whole split, in nats per example and bits/dim."""
+    n = len(data)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    device = next(iter(model.parameters())).device
+    nll = total_nll(model, data, torch.arange(n), batch_size, device).item() / n
+    return {"nll": nll, "bpd": bits_per_dim(nll, model.num_dims), "examples": n}

@@ -1,0 +1,24 @@
+"""Bernoulli head for binary data: one logit per channel."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from chainrule.core.heads.base import Head
+
+
+class Bernoulli(Head):
+    levels = 2
+
+    def num_params(self, channels: int) -> int:
+        return channels
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(params, x.to(params.dtype), reduction="none").sum(1)
+
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        probs = torch.sigmoid(params / max(temperature, 1e-8))
+        u = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+        return (u < probs).long()

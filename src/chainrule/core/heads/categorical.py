@@ -1,0 +1,37 @@
+"""Categorical head: ``levels`` logits per channel (the channel's logits are contiguous in ``P``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from chainrule.core.heads.base import Head
+
+
+class Categorical(Head):
+    def __init__(self, levels: int) -> None:
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"a categorical head needs at least 2 levels, got {levels}")
+        self.levels = int(levels)
+
+    def num_params(self, channels: int) -> int:
+        return channels * self.levels
+
+    def logits(self, params: Tensor) -> Tensor:
+        """(B, C*K, *S) -> (B, C, K, *S)."""
+        b, _, *s = params.shape
+        return params.reshape(b, -1, self.levels, *s)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        logp = torch.log_softmax(self.logits(params), dim=2)
+        return logp.gather(2, x.unsqueeze(2)).squeeze(2).sum(1)
+
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        logits = self.logits(params)
+        if temperature <= 0:
+            return logits.argmax(2)
+        probs = torch.softmax(logits / temperature, dim=2).movedim(2, -1)
+        flat = probs.reshape(-1, self.levels)
+        draws = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
+        return draws.reshape(probs.shape[:-1])

@@ -1,0 +1,49 @@
+"""``metrics.jsonl``: one JSON object per line (train logs and validation results)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from chainrule.core.training.checkpoint import atomic_write_bytes
+
+
+def finite_or_none(v: Any) -> Any:
+    """Non-finite floats become null (strict JSON)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class MetricsLog:
+    """Appends records to ``path``; inactive (writes nothing) on non-zero ranks."""
+
+    def __init__(self, path: Path, active: bool = True) -> None:
+        self.path = Path(path)
+        self.active = active
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records newer than ``step`` (written by a run that was killed after its last checkpoint)."""
+        if not self.active or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except (json.JSONDecodeError, AttributeError):
+                continue  # a half-written last line
+        atomic_write_bytes(self.path, "".join(f"{ln}\n" for ln in kept).encode())
+
+    def reset(self) -> None:
+        if self.active:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({k: finite_or_none(v) for k, v in record.items()}) + "\n")

@@ -1,1 +1,0 @@
-"""Neural forecasters: one file per architecture, registered in :mod:`chainrule.timeseries.models.registry`."""
