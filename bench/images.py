@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from chainrule import api
-from chainrule.modalities.registry import MODELS, model_class
+from chainrule.modalities.registry import model_names
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)
@@ -78,7 +78,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="digits,mnist,fashion-mnist")
-    p.add_argument("--models", default=",".join(n for n in MODELS if model_class(n).data_kind == "image"))
+    p.add_argument("--models", default=",".join(model_names("image")))
     p.add_argument("--seconds", type=float, default=None,
                    help="training budget per run (default: 45 s digits, 120 s MNIST/Fashion-MNIST)")
     p.add_argument("--out", default=str(HERE / "results" / "images.json"))

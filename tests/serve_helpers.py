@@ -28,7 +28,7 @@ def make_text_run(path: Path, seed: int = 1, max_len: int = 64) -> Path:
     """A tiny character-level transformer run (random weights, sharpened so the text has structure)."""
     path.mkdir(parents=True)
     tok = CharTokenizer.fit(TEXT_CHARS)
-    tiny = model_class("transformer").TINY
+    tiny = model_class("transformer", "text").TINY
     torch.manual_seed(seed)
     model = build_model("transformer", (1, max_len), tok.vocab_size, head="categorical", **tiny)
     with torch.no_grad():
@@ -44,7 +44,7 @@ def make_text_run(path: Path, seed: int = 1, max_len: int = 64) -> Path:
 def make_image_run(path: Path, seed: int = 2, num_classes: int = 10) -> Path:
     """A tiny class-conditional Gated PixelCNN on binary 8x8 images (random weights)."""
     path.mkdir(parents=True)
-    tiny = model_class("gated_pixelcnn").TINY
+    tiny = model_class("gated_pixelcnn", "image").TINY
     torch.manual_seed(seed)
     model = build_model("gated_pixelcnn", (1, 8, 8), 2, num_classes=num_classes, **tiny)
     Run(path=path, config={"spec": {"kind": "image", "event_shape": [1, 8, 8], "levels": 2,

@@ -42,7 +42,7 @@ def text_model(key: str) -> torch.nn.Module:
     name, extra, seed, scale = TEXT_RUNS[key]
     torch.manual_seed(seed)
     model = build_model(name, (1, MAX_LEN), TOKENIZER.vocab_size, head="categorical",
-                        **{**model_class(name).TINY, **extra})
+                        **{**model_class(name, "text").TINY, **extra})
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, scale)
@@ -58,7 +58,7 @@ def runs(tmp_path_factory):
         path.mkdir()
         cfg = {"spec": {"kind": "text", "event_shape": [1, MAX_LEN], "levels": TOKENIZER.vocab_size,
                         "num_classes": 0},
-               "model": {"name": name, "head": "categorical", **model_class(name).TINY, **extra}}
+               "model": {"name": name, "head": "categorical", **model_class(name, "text").TINY, **extra}}
         Run(path=path, config=cfg).save_config()
         save_weights(text_model(key), path / "best.safetensors")
         TOKENIZER.save(path / api.TOKENIZER_FILE)
@@ -144,7 +144,7 @@ def test_edge_tokenizer_agrees_with_chainrule(tok):
 # ------------------------------------------------------------------ images
 def image_model(name: str, shape, levels: int, seed: int = 0, **options) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = build_model(name, shape, levels, **{**model_class(name).TINY, **options})
+    model = build_model(name, shape, levels, **{**model_class(name, "image").TINY, **options})
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.8)
@@ -256,14 +256,14 @@ def daily_series(t: int = 70):
 @pytest.fixture(scope="module")
 def ts_runs(tmp_path_factory):
     """key -> (run directory, exported model); tiny forecasters trained for a few steps on a daily series."""
+    from chainrule.modalities.registry import model_class as registered
     from chainrule.modalities.series import api as ts_api
-    from chainrule.modalities.series.models.registry import forecast_model_class
     from chainrule.modalities.series.neural import NeuralForecaster
 
     ss, out = daily_series(), {}
     for key, (name, head) in TS_RUNS.items():
         path = tmp_path_factory.mktemp(f"ts-{key}") / "run"
-        options = {**forecast_model_class(name).TINY, **({"head": head} if head else {})}
+        options = {**registered(name, "series").TINY, **({"head": head} if head else {})}
         f = NeuralForecaster(name, context=14, horizon=7, steps=5, seed=1, **options)
         f.fit(ss, run_dir=path)
         ts_api.save_forecast_run(path, f, ss, {"source": "toy.csv", "time": "date", "target": "y"})
@@ -307,12 +307,12 @@ def test_probabilistic_forecasts_follow_the_same_distribution(ts_runs):
 
 @pytest.mark.parametrize("head", ["gaussian", "student_t", "negative_binomial"])
 def test_forecast_head_samplers_match_torch(head):
-    from chainrule.core.heads.continuous import build_forecast_head
+    from chainrule.core.heads import build_head
 
-    h = build_forecast_head(head)
-    raw = torch.tensor([[0.8, -0.3, 0.5][: h.num_params]]).repeat(4000, 1)
+    h = build_head(head)
+    raw = torch.tensor([[0.8, -0.3, 0.5][: h.num_params()]]).repeat(4000, 1)
     torch.manual_seed(0)
-    ref = h.sample(raw, torch.full((4000,), 7.0)).numpy()
+    ref = h.sample(raw, scale=torch.full((4000,), 7.0)).numpy()
     got = sample_head(head, raw.numpy(), 7.0, np.random.default_rng(0))
     assert ks_2samp(ref, got).pvalue > 1e-3
 

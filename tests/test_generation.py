@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from chainrule import api, cli
 from chainrule.core.errors import ConfigError
 from chainrule.core.training.checkpoint import save_weights
-from chainrule.modalities.registry import MODELS, build_model, model_class
+from chainrule.modalities.registry import build_model, model_class, model_names
 from chainrule.modalities.text.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer
 from chainrule.modalities.text.generation import (
     GenerationConfig,
@@ -22,13 +22,13 @@ from chainrule.modalities.text.generation import (
 )
 from chainrule.runs import Run
 
-TEXT_MODELS = [name for name in MODELS if model_class(name).data_kind == "sequence"]
+TEXT_MODELS = model_names("text")
 VOCAB = 40
 
 
 def tiny(name: str, max_len: int = 256, vocab: int = VOCAB, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(name, (1, max_len), vocab, head="categorical", **model_class(name).TINY).eval()
+    return build_model(name, (1, max_len), vocab, head="categorical", **model_class(name, "text").TINY).eval()
 
 
 def replay_logits(model, prompt: list[int], tokens: torch.Tensor, use_cache: bool) -> torch.Tensor:
@@ -213,7 +213,7 @@ def text_run(tmp_path_factory):
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)  # peakier than the random init, so the text has structure
     cfg = {"spec": {"kind": "text", "event_shape": [1, 64], "levels": tok.vocab_size, "num_classes": 0},
-           "model": {"name": "transformer", "head": "categorical", **model_class("transformer").TINY}}
+           "model": {"name": "transformer", "head": "categorical", **model_class("transformer", "text").TINY}}
     Run(path=path, config=cfg).save_config()
     save_weights(model, path / "best.safetensors")
     tok.save(path / api.TOKENIZER_FILE)

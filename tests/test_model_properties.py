@@ -11,12 +11,13 @@ from scipy.stats import chisquare
 from chainrule.core.errors import ConfigError
 from chainrule.modalities.registry import MODELS, build_model, model_class
 
-ALL = sorted(MODELS)
+MOD = {n: m for m, n in MODELS if m != "series"}  # the discrete-data models
+ALL = sorted(MOD)
 
 
 def shape_for(name: str, event_shape) -> tuple[int, ...]:
     """Image shapes as given; for sequence models the same number of values as one token sequence."""
-    if model_class(name).data_kind == "sequence":
+    if model_class(name, MOD[name]).modality == "text":
         n = 1
         for s in event_shape:
             n *= s
@@ -27,10 +28,11 @@ def shape_for(name: str, event_shape) -> tuple[int, ...]:
 def tiny(name: str, event_shape, levels: int, head: str | None = None, num_classes: int = 0, seed: int = 0):
     """A tiny instance with randomised weights (so an exact zero gradient is never an accident)."""
     event_shape = shape_for(name, event_shape)
-    if model_class(name).data_kind == "sequence":
+    if model_class(name, MOD[name]).modality == "text":
         head = "categorical"  # token models always predict a categorical over the vocabulary
     torch.manual_seed(seed)
-    model = build_model(name, event_shape, levels, num_classes=num_classes, head=head, **model_class(name).TINY)
+    model = build_model(name, event_shape, levels, num_classes=num_classes, head=head,
+                        **model_class(name, MOD[name]).TINY)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -74,7 +76,7 @@ def test_gradient_autoregressive(name, event_shape, levels, head):
             (g,) = torch.autograd.grad(out[:, :, pos].sum(), inp, retain_graph=True, allow_unused=True)
             if g is None:
                 g = torch.zeros(n)
-            elif model.data_kind == "sequence":  # embeddings (B, T, D)
+            elif model.modality == "text":  # embeddings (B, T, D)
                 g = g.abs().sum(dim=(0, 2))
             else:  # float images (B, C, H, W)
                 g = g.abs().sum(dim=(0, 1)).reshape(-1)
@@ -154,8 +156,8 @@ def test_sampling_matches_log_prob(name):
     assert pvalue > 1e-4, f"{name}: sample frequencies disagree with log_prob (chi2={stat:.1f}, p={pvalue:.2g})"
 
 
-CACHED = [n for n in ALL if model_class(n).supports_cache]
-FAST = [n for n in ALL if model_class(n).supports_cache or model_class(n).row_causal]
+CACHED = [n for n in ALL if model_class(n, MOD[n]).supports_cache]
+FAST = [n for n in ALL if model_class(n, MOD[n]).supports_cache or model_class(n, MOD[n]).row_causal]
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -167,7 +169,7 @@ def test_fast_sampling_equals_full_network(name):
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if model_class(n).row_causal])
+@pytest.mark.parametrize("name", [n for n in ALL if model_class(n, MOD[n]).row_causal])
 def test_row_cropped_network_matches_full(name):
     """For row-causal models, the network on rows 0..r gives the full network's params for those rows."""
     model = tiny(name, (3, 5, 4), 4)
@@ -205,7 +207,7 @@ def test_completion_keeps_given_pixels():
     assert not torch.equal(out[:, :, 2:], other[:, :, 2:]), "the hidden half was not sampled"
 
 
-@pytest.mark.parametrize("name", [n for n in CACHED if model_class(n).data_kind == "sequence"])
+@pytest.mark.parametrize("name", [n for n in CACHED if model_class(n, MOD[n]).modality == "text"])
 def test_prefill_matches_step_by_step(name):
     """A batched prefill gives the same next-token logits and the same cache as feeding tokens one by one."""
     from chainrule.modalities.text.models.sequence import SequenceModel

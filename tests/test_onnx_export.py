@@ -28,10 +28,11 @@ IMAGE_SHAPE, LEVELS = (3, 4, 4), 4
 
 #: case id -> (model name, extra options, head, num_classes, event shape, levels)
 CASES: dict[str, tuple] = {}
-for _name in sorted(MODELS):
+MOD = {n: m for m, n in MODELS if m != "series"}  # the discrete-data models
+for _name in sorted(MOD):
     if _name in EXPECTED_NOT_EXPORTABLE:
         continue
-    if model_class(_name).data_kind == "sequence":
+    if model_class(_name, MOD[_name]).modality == "text":
         CASES[_name] = (_name, {}, "categorical", 0, (1, MAX_LEN), VOCAB)
     else:
         CASES[_name] = (_name, {}, None, 0, IMAGE_SHAPE, LEVELS)
@@ -41,7 +42,7 @@ CASES["rnn_lm-rnn"] = ("rnn_lm", {"cell": "rnn"}, "categorical", 0, (1, MAX_LEN)
 CASES["transformer-rotary"] = ("transformer", {"positions": "rotary"}, "categorical", 0, (1, MAX_LEN), VOCAB)
 CASES["histogram-binary"] = ("histogram", {}, None, 0, (1, 4, 4), 2)
 CASES["made-multimask"] = ("made", {"num_masks": 3}, None, 0, (1, 4, 4), 2)
-STEP_CASES = [c for c, v in CASES.items() if model_class(v[0]).data_kind == "sequence"]
+STEP_CASES = [c for c, v in CASES.items() if model_class(v[0], MOD[v[0]]).modality == "text"]
 FORWARD_CASES = [c for c in CASES if c not in STEP_CASES]
 
 
@@ -49,7 +50,7 @@ def tiny(case: str, seed: int = 0) -> torch.nn.Module:
     name, extra, head, num_classes, shape, levels = CASES[case]
     torch.manual_seed(seed)
     model = build_model(name, shape, levels, num_classes=num_classes, head=head,
-                        **{**model_class(name).TINY, **extra})
+                        **{**model_class(name, MOD[name]).TINY, **extra})
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -74,7 +75,7 @@ def exported(tmp_path_factory):
 def test_every_registered_model_is_exported_or_listed():
     assert NOT_EXPORTABLE == EXPECTED_NOT_EXPORTABLE
     covered = {v[0] for v in CASES.values()}
-    assert covered | set(NOT_EXPORTABLE) == set(MODELS)
+    assert covered | set(NOT_EXPORTABLE) == set(MOD)
     assert not covered & set(NOT_EXPORTABLE)
 
 
@@ -176,7 +177,7 @@ def image_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "run"
     model = tiny("gated_pixelcnn")
     cfg = {"spec": {"kind": "image", "event_shape": list(IMAGE_SHAPE), "levels": LEVELS, "num_classes": 0},
-           "model": {"name": "gated_pixelcnn", **model_class("gated_pixelcnn").TINY}}
+           "model": {"name": "gated_pixelcnn", **model_class("gated_pixelcnn", "image").TINY}}
     path.mkdir()
     Run(path=path, config=cfg).save_config()
     save_weights(model, path / "best.safetensors")
@@ -216,10 +217,10 @@ def test_cli_export_missing_run(tmp_path, capsys):
 
 # ------------------------------------------------------------------ forecasters
 def tiny_forecaster(name: str, head: str | None = None):
-    from chainrule.modalities.series.models.registry import build_forecast_model, forecast_model_class
 
     torch.manual_seed(0)
-    model = build_forecast_model(name, [1, 3], 2, head=head, **forecast_model_class(name).TINY)
+    model = build_model(name, modality="series", lags=[1, 3], num_time_features=2, head=head,
+                        **model_class(name, "series").TINY)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -232,10 +233,10 @@ FORECAST_SPEC = {"context": 6, "horizon": 3, "lags": [1, 3], "freq": "D", "seaso
 
 def test_every_forecaster_is_exported_or_listed():
     from chainrule.export.forecast import FORECAST_STEPS, NOT_EXPORTABLE_FORECASTERS
-    from chainrule.modalities.series.models.registry import FORECAST_MODELS
+    from chainrule.modalities.registry import model_names
 
     assert NOT_EXPORTABLE_FORECASTERS == {}
-    assert set(FORECAST_STEPS) | set(NOT_EXPORTABLE_FORECASTERS) == set(FORECAST_MODELS)
+    assert set(FORECAST_STEPS) | set(NOT_EXPORTABLE_FORECASTERS) == set(model_names("series"))
 
 
 @pytest.mark.parametrize("name,head", [("lstm", None), ("deepar", "negative_binomial"), ("transformer", None)])

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from chainrule.core.heads.continuous import build_forecast_head
+from chainrule.core.contract import Condition
+from chainrule.core.heads import build_head
+from chainrule.modalities.registry import build_model, model_class, model_names
 from chainrule.modalities.series.features import (
     FeatureSpec,
     WindowSampler,
@@ -17,17 +19,27 @@ from chainrule.modalities.series.features import (
     ffill_scaled,
     history_batch,
 )
-from chainrule.modalities.series.models.registry import FORECAST_MODELS, build_forecast_model, forecast_model_class
 from chainrule.modalities.series.table import SeriesSet
 
 LAGS = [1, 3]
 NT = 2  # time features
+FORECAST_MODELS = model_names("series")
 CASES = [(m, h) for m in FORECAST_MODELS for h in ("gaussian", "student_t", "negative_binomial", "squared_error")]
 
 
 def tiny(name: str, head: str | None = None, seed: int = 0):
     torch.manual_seed(seed)
-    return build_forecast_model(name, LAGS, NT, head=head, **forecast_model_class(name).TINY).eval()
+    return build_model(name, modality="series", lags=LAGS, num_time_features=NT, head=head,
+                       **model_class(name, "series").TINY).eval()
+
+
+def cond(tf: torch.Tensor, scale: torch.Tensor, observed: torch.Tensor | None = None) -> Condition:
+    return Condition(time_features=tf, scale=scale, observed=observed)
+
+
+def fwd(m, y: torch.Tensor, tf: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced parameters as (B, T, P), steps first."""
+    return m(y, cond(tf, scale)).transpose(1, 2)
 
 
 def series(b: int = 3, t: int = 14, head: str = "gaussian", seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -49,12 +61,12 @@ def test_no_lookahead_values(name, head):
     y[0, 4] = float("nan")
     t = y.shape[1]
     with torch.no_grad():
-        base = m(y, tf[:, :t], scale)
+        base = fwd(m, y, tf[:, :t], scale)
         for t0 in (2, 6, t - 2):
             y2 = y.clone()
             y2[:, t0:] = torch.randn_like(y2[:, t0:]) * 100
             y2[1, t0] = float("nan")
-            other = m(y2, tf[:, :t], scale)
+            other = fwd(m, y2, tf[:, :t], scale)
             assert torch.equal(base[:, : t0 + 1], other[:, : t0 + 1])
             assert not torch.equal(base[:, t0 + 1:], other[:, t0 + 1:])  # the test can see a change
 
@@ -66,7 +78,7 @@ def test_no_lookahead_gradient(name):
     y, tf, scale = series()
     t = y.shape[1]
     y = y.clone().requires_grad_(True)
-    params = m(y, tf[:, :t], scale)
+    params = fwd(m, y, tf[:, :t], scale)
     for step in range(t):
         (g,) = torch.autograd.grad(params[:, step].sum(), y, retain_graph=True)
         assert torch.all(g[:, step:] == 0), f"step {step} depends on later inputs"
@@ -82,9 +94,9 @@ def test_first_forecast_step_ignores_the_future(name):
     y, tf, scale = series()
     t0 = y.shape[1]
     with torch.no_grad():
-        params, _ = m.step(None, m.init_cache(y, tf, scale))
+        params, _ = m.prefill(y, cond(tf, scale))
         future = torch.cat([y, torch.randn(y.shape[0], 5) * 1e3], 1)
-        teacher = m(future, tf[:, : t0 + 5], scale)[:, t0]
+        teacher = fwd(m, future, tf[:, : t0 + 5], scale)[:, t0]
     torch.testing.assert_close(params, teacher, rtol=1e-5, atol=1e-5)
 
 
@@ -94,8 +106,8 @@ def test_cached_rollout_equals_full_rerun(name, head):
     m = tiny(name, head)
     y, tf, scale = series(head=head)
     y[1, -3] = float("nan")
-    a = m.sample_paths(y, tf, scale, horizon=8, num_samples=4, seed=3, use_cache=True)
-    b = m.sample_paths(y, tf, scale, horizon=8, num_samples=4, seed=3, use_cache=False)
+    a = m.sample_paths(y, cond(tf, scale), horizon=8, num_samples=4, seed=3, use_cache=True)
+    b = m.sample_paths(y, cond(tf, scale), horizon=8, num_samples=4, seed=3, use_cache=False)
     assert a.shape == (3, 4, 8) and torch.isfinite(a).all()
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
@@ -107,13 +119,12 @@ def test_step_equals_teacher_forcing(name):
     y, tf, scale = series(t=20)
     y[0, 12] = float("nan")  # a missing value inside the stepped part
     with torch.no_grad():
-        full = m(y, tf[:, :20], scale)
-        cache = m.init_cache(y[:, :10], tf[:, :20], scale)
-        out, prev = [], None
-        for t in range(10, 20):
-            p, cache = m.step(prev, cache)
+        full = fwd(m, y, tf[:, :20], scale)
+        p, cache = m.prefill(y[:, :10], cond(tf[:, :20], scale))
+        out = [p]
+        for t in range(10, 19):
+            p, cache = m.step(y[:, t], cache)
             out.append(p)
-            prev = y[:, t]
     torch.testing.assert_close(torch.stack(out, 1), full[:, 10:], rtol=1e-5, atol=1e-5)
 
 
@@ -122,11 +133,11 @@ def test_sample_paths_seeded(name, head):
     m = tiny(name, head)
     y, tf, scale = series(head=head)
     state = torch.get_rng_state()
-    a = m.sample_paths(y, tf, scale, 6, 5, seed=11)
+    a = m.sample_paths(y, cond(tf, scale), 6, 5, seed=11)
     assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
     torch.manual_seed(123)  # global state must not matter
-    b = m.sample_paths(y, tf, scale, 6, 5, seed=11)
-    c = m.sample_paths(y, tf, scale, 6, 5, seed=12)
+    b = m.sample_paths(y, cond(tf, scale), 6, 5, seed=11)
+    c = m.sample_paths(y, cond(tf, scale), 6, 5, seed=12)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert not torch.equal(a[:, 0], a[:, 1])  # paths differ within one call
@@ -135,14 +146,14 @@ def test_sample_paths_seeded(name, head):
 def test_point_head_rolls_out_deterministically():
     m = tiny("lstm")
     y, tf, scale = series()
-    a = m.sample_paths(y, tf, scale, 5, 3, seed=0)
+    a = m.sample_paths(y, cond(tf, scale), 5, 3, seed=0)
     assert m.head.name == "squared_error"
-    assert torch.equal(a[:, 0], a[:, 2]) and torch.equal(a, m.sample_paths(y, tf, scale, 5, 3, seed=9))
+    assert torch.equal(a[:, 0], a[:, 2]) and torch.equal(a, m.sample_paths(y, cond(tf, scale), 5, 3, seed=9))
 
 
 # ---------------------------------------------------------------------------- heads
 def test_negative_binomial_pmf_sums_to_one_with_the_right_moments():
-    head = build_forecast_head("negative_binomial")
+    head = build_head("negative_binomial")
     raw = torch.tensor([[0.5, -1.0], [3.0, 0.5], [-2.0, 2.0], [8.0, -3.0]], dtype=torch.float64)
     scale = torch.tensor([1.0, 4.0, 1.0, 20.0], dtype=torch.float64)
     k = torch.arange(0, 20000, dtype=torch.float64)[:, None]
@@ -164,11 +175,11 @@ def test_negative_binomial_pmf_sums_to_one_with_the_right_moments():
 
 
 def test_negative_binomial_samples_match_the_mean():
-    head = build_forecast_head("negative_binomial")
+    head = build_head("negative_binomial")
     raw = torch.tensor([[1.0, 0.0]]).expand(40000, 2)
     scale = torch.full((40000,), 5.0)
     torch.manual_seed(0)
-    x = head.sample(raw, scale)
+    x = head.sample(raw, scale=scale)
     mu = float(head.dist_params(raw[:1], scale[:1])["mu"])
     assert torch.all(x == x.round()) and x.min() >= 0
     assert abs(float(x.mean()) - mu) < 0.05 * mu
@@ -179,7 +190,7 @@ def test_gaussian_and_student_t_match_torch_distributions():
     raw = torch.randn(50, 3, generator=g, dtype=torch.float64)
     scale = torch.rand(50, generator=g, dtype=torch.float64) * 10 + 0.1
     y = torch.randn(50, generator=g, dtype=torch.float64) * 10
-    gh, th = build_forecast_head("gaussian"), build_forecast_head("student_t")
+    gh, th = build_head("gaussian"), build_head("student_t")
     p = gh.dist_params(raw[:, :2], scale)
     ref = torch.distributions.Normal(p["loc"], p["scale"]).log_prob(y)
     torch.testing.assert_close(gh.log_prob(raw[:, :2], y, scale), ref)
@@ -192,7 +203,7 @@ def test_gaussian_and_student_t_match_torch_distributions():
 
 
 def test_squared_error_log_prob_is_unit_gaussian_in_scaled_units():
-    head = build_forecast_head("squared_error")
+    head = build_head("squared_error")
     raw, y, s = torch.tensor([[0.5]]), torch.tensor([3.0]), torch.tensor([2.0])
     expected = -0.5 * (3.0 / 2.0 - 0.5) ** 2 - 0.5 * math.log(2 * math.pi)
     assert float(head.log_prob(raw, y, s)) == pytest.approx(expected)
@@ -201,39 +212,36 @@ def test_squared_error_log_prob_is_unit_gaussian_in_scaled_units():
 # ---------------------------------------------------------------------------- missing values
 @pytest.mark.parametrize("name", list(FORECAST_MODELS))
 def test_missing_values_are_masked_out_of_the_loss(name):
-    from chainrule.modalities.series.features import ForecastBatch
-
     m = tiny(name, "student_t")  # eval mode: no dropout, so the forwards below are comparable
     y, tf, scale = series(t=12)
     y[0, 3] = y[1, 7] = y[2, 11] = float("nan")
     tf = tf[:, :12]
-    batch = ForecastBatch(y, tf, scale)
-    loss = m.loss(batch)
+    loss = m.loss(y, cond(tf, scale))
     m.zero_grad()
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
     # equals the mean NLL over the observed steps only, computed directly from the head
     with torch.no_grad():
-        params = m(y, tf, scale)
+        params = fwd(m, y, tf, scale)
         obs = torch.isfinite(y)
         lp = m.head.log_prob(params[obs], y[obs], scale[:, None].expand_as(y)[obs])
         assert float(loss) == pytest.approx(float(-lp.mean()), rel=1e-5)
         # a missing last value contributes exactly nothing: same loss as without that step
         y2 = y.clone()
         y2[:, -1] = float("nan")
-        short = ForecastBatch(y[:, :-1], tf[:, :-1], scale)
-        assert float(m.loss(ForecastBatch(y2, tf, scale))) == pytest.approx(float(m.loss(short)), rel=1e-6)
+        short = (y[:, :-1], cond(tf[:, :-1], scale))
+        assert float(m.loss(y2, cond(tf, scale))) == pytest.approx(float(m.loss(*short)), rel=1e-6)
         # and it is not treated as a zero
         y3 = y2.clone()
         y3[:, -1] = 0.0
-        assert float(m.loss(ForecastBatch(y3, tf, scale))) != pytest.approx(float(m.loss(short)), rel=1e-3)
+        assert float(m.loss(y3, cond(tf, scale))) != pytest.approx(float(m.loss(*short)), rel=1e-3)
         # an explicit mask drops observed steps too
         mask = torch.ones_like(y, dtype=torch.bool)
         mask[:, :5] = False
         keep = obs & mask
         lp = m.head.log_prob(params[keep], y[keep], scale[:, None].expand_as(y)[keep])
-        assert float(m.loss(ForecastBatch(y, tf, scale, mask))) == pytest.approx(float(-lp.mean()), rel=1e-5)
+        assert float(m.loss(y, cond(tf, scale, mask))) == pytest.approx(float(-lp.mean()), rel=1e-5)
 
 
 def test_inputs_forward_fill_missing_values_with_a_flag():
@@ -284,7 +292,7 @@ def test_round_trip_of_a_trained_run_gives_identical_forecasts(tmp_path):
 
     ss = daily_set()
     for name in FORECAST_MODELS:
-        f = NeuralForecaster(name, context=14, horizon=7, steps=5, seed=1, **forecast_model_class(name).TINY)
+        f = NeuralForecaster(name, context=14, horizon=7, steps=5, seed=1, **model_class(name, "series").TINY)
         run_dir = tmp_path / name
         f.fit(ss, run_dir=run_dir)
         api.save_forecast_run(run_dir, f, ss, {"source": "toy.csv", "time": "date", "target": "y"})

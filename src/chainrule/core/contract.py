@@ -53,13 +53,28 @@ class AutoregressiveModel(nn.Module):
 
     #: registry name, set by each architecture
     name: ClassVar[str] = "base"
-    #: what the model is for: ``image`` (C, H, W) or ``sequence`` (1, T) of tokens
-    data_kind: ClassVar[str] = "image"
+    #: the modality it models (its registry key with ``name``): ``image`` (C, H, W) levels, ``text`` (1, T)
+    #: tokens, ``series`` (B, T) real values; each modality folder sets it on its models
+    modality: ClassVar[str] = "image"
+    #: head used when the config says ``auto`` or nothing
+    default_head: ClassVar[str] = "auto"
+    #: ``exact``: :meth:`log_prob` is log p(x). ``bound``: it is a lower bound on log p(x) (an ELBO or an
+    #: importance-weighted bound); evaluation then reports the NLL as an upper bound and says so
+    likelihood: ClassVar[str] = "exact"
     #: True when :meth:`init_cache` / :meth:`step` give O(1)-per-position sampling
     supports_cache: ClassVar[bool] = False
     #: True when params in image row r depend on rows <= r only and on nothing below (convolutional
     #: models), so sampling may run the network on the rows generated so far
     row_causal: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, event_shape: Sequence[int], levels: int, num_classes: int = 0, head: str | None = None,
+              head_options: dict[str, Any] | None = None, **options: Any) -> AutoregressiveModel:
+        """Registry constructor: the head from its name and the data's levels, then the architecture."""
+        from chainrule.core.heads import build_head
+
+        head_mod = build_head(head or cls.default_head, levels, **(head_options or {}))
+        return cls(event_shape=event_shape, head=head_mod, num_classes=num_classes, **options)
 
     def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0) -> None:
         super().__init__()
@@ -140,6 +155,18 @@ class AutoregressiveModel(nn.Module):
         return torch.arange(self.num_positions, device=self.device)
 
     # --------------------------------------------------------------- incremental decoding
+    def prefill(self, x: Tensor, cond: Any = None) -> tuple[Tensor, Any]:
+        """Consume the first ``L`` positions of each example, ``x`` ``(B, C, L)`` in the model's ordering (``(B, L)``
+        for one channel, e.g. token ids), and return the parameters ``(B, P)`` of the next position and the cache
+        for :meth:`step`. This default feeds :meth:`step` one position at a time; architectures override it
+        with one batched pass where they can (Transformer, RNN, forecasters)."""
+        x = x[:, None] if x.dim() == 2 else x
+        cache = self.init_cache(x.shape[0], cond)
+        params, cache = self.step(None, cache)
+        for t in range(x.shape[-1]):
+            params, cache = self.step(x[..., t], cache)
+        return params, cache
+
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> Any:
         """State for :meth:`step` before the first position."""
         raise NotImplementedError(f"{self.name} has no incremental step")

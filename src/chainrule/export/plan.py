@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ConfigError
+from chainrule.core.runs.kind import RunKind
 from chainrule.export.forward import ForwardPass
 from chainrule.export.metadata import build_metadata
 from chainrule.export.steps import STEPS, zero_cache
@@ -39,7 +40,7 @@ def plan_export(model: AutoregressiveModel, max_context: int | None = None) -> E
     forward pass for image models. :class:`ConfigError` for a model that cannot be exported."""
     if model.name in NOT_EXPORTABLE:
         raise ConfigError(f"model {model.name!r} cannot be exported: {NOT_EXPORTABLE[model.name]}")
-    if model.data_kind == "sequence":
+    if model.modality == "text":
         return _step_plan(model, max_context)
     if max_context is not None:
         raise ConfigError(f"--max-context applies to text models; {model.name!r} is an image model")
@@ -63,7 +64,7 @@ def _step_plan(model: AutoregressiveModel, max_context: int | None) -> ExportPla
     for name_in, name_out, shape in wrapper.cache_specs:
         axes[name_in] = axes[name_out] = shape.index("batch")
     cache_meta = [{"input": i, "output": o, "shape": s} for i, o, s in wrapper.cache_specs]
-    meta = build_metadata(model, "text", "step", ["token", "position", *past], ["logits", *present],
+    meta = build_metadata(model, RunKind.TEXT.value, "step", ["token", "position", *past], ["logits", *present],
                           vocab_size=model.vocab_size, max_context=n, cache=cache_meta)
     return ExportPlan(wrapper, (token, position, *cache), ["token", "position", *past], ["logits", *present],
                       axes, meta)
@@ -78,7 +79,7 @@ def _forward_plan(model: AutoregressiveModel) -> ExportPlan:
     if wrapper.conditional:
         args += (torch.zeros(EXAMPLE_BATCH, dtype=torch.long, device=device),)
         names.append("cond")
-    meta = build_metadata(model, "image", "forward", names, ["params"],
+    meta = build_metadata(model, RunKind.IMAGE.value, "forward", names, ["params"],
                           ordering=[int(i) for i in model.ordering().tolist()],
                           row_causal=bool(model.row_causal))
     return ExportPlan(wrapper, args, names, ["params"], {n: 0 for n in [*names, "params"]}, meta)

@@ -1,4 +1,8 @@
-"""Model registry: adding an architecture means one new file plus one line here."""
+"""The one model registry, keyed by modality and name: adding a model is one new file plus one line here.
+
+A name may exist in several modalities (``transformer`` is a language model and a forecaster); callers that
+know the modality (a run's kind, the data) pass it, and a bare name works wherever it is unique.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +12,79 @@ from typing import Any
 
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ConfigError
-from chainrule.core.heads import build_head
 
-#: name -> "module:Class" (imported lazily so listing models is cheap)
-MODELS: dict[str, str] = {
-    "histogram": "chainrule.modalities.image.models.histogram:Histogram",
-    "pixel_lstm": "chainrule.modalities.image.models.pixel_lstm:PixelLSTM",
-    "made": "chainrule.modalities.image.models.made:MADE",
-    "pixelcnn": "chainrule.modalities.image.models.pixelcnn:PixelCNN",
-    "gated_pixelcnn": "chainrule.modalities.image.models.gated_pixelcnn:GatedPixelCNN",
-    "pixelcnn_pp": "chainrule.modalities.image.models.pixelcnn_pp:PixelCNNPP",
-    "rnn_lm": "chainrule.modalities.text.models.rnn_lm:RNNLM",
-    "transformer": "chainrule.modalities.text.models.transformer:Transformer",
-    "hybrid": "chainrule.modalities.text.models.hybrid:HybridLM",
+#: (modality, name) -> "module:Class" (imported lazily so listing models is cheap)
+MODELS: dict[tuple[str, str], str] = {
+    ("image", "histogram"): "chainrule.modalities.image.models.histogram:Histogram",
+    ("image", "pixel_lstm"): "chainrule.modalities.image.models.pixel_lstm:PixelLSTM",
+    ("image", "made"): "chainrule.modalities.image.models.made:MADE",
+    ("image", "pixelcnn"): "chainrule.modalities.image.models.pixelcnn:PixelCNN",
+    ("image", "gated_pixelcnn"): "chainrule.modalities.image.models.gated_pixelcnn:GatedPixelCNN",
+    ("image", "pixelcnn_pp"): "chainrule.modalities.image.models.pixelcnn_pp:PixelCNNPP",
+    ("text", "rnn_lm"): "chainrule.modalities.text.models.rnn_lm:RNNLM",
+    ("text", "transformer"): "chainrule.modalities.text.models.transformer:Transformer",
+    ("text", "hybrid"): "chainrule.modalities.text.models.hybrid:HybridLM",
+    ("series", "lstm"): "chainrule.modalities.series.models.lstm:LSTMForecaster",
+    ("series", "deepar"): "chainrule.modalities.series.models.deepar:DeepAR",
+    ("series", "transformer"): "chainrule.modalities.series.models.transformer:TransformerForecaster",
 }
 
+MODALITIES = tuple(dict.fromkeys(m for m, _ in MODELS))
 
-def model_class(name: str) -> type[AutoregressiveModel]:
-    key = name.replace("-", "_").lower()
-    if key not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    module, cls = MODELS[key].split(":")
+
+def model_names(modality: str | None = None) -> list[str]:
+    """Registered names, in registry order, of one modality (or all, each once)."""
+    return list(dict.fromkeys(n for m, n in MODELS if modality is None or m == modality))
+
+
+def model_key(name: str, modality: str | None = None) -> tuple[str, str]:
+    """The registry key of ``name``; :class:`ConfigError` when unknown, or when ambiguous without ``modality``."""
+    key = str(name).replace("-", "_").lower()
+    if modality is not None and modality not in MODALITIES:
+        raise ConfigError(f"unknown modality {modality!r}; modalities: {', '.join(MODALITIES)}")
+    found = [k for k in MODELS if k[1] == key and (modality is None or k[0] == modality)]
+    if not found:
+        where = f" for {modality} data" if modality else ""
+        raise ConfigError(f"unknown model {name!r}{where}; available: {', '.join(model_names(modality))}")
+    if len(found) > 1:
+        raise ConfigError(f"model {name!r} exists for {' and '.join(m for m, _ in found)} data; say which")
+    return found[0]
+
+
+def _discrete_modality(name: str, levels: int) -> str | None:
+    """For data with discrete ``levels`` the name cannot mean a forecaster: resolve the modality among the rest."""
+    if not levels:
+        return None
+    key = str(name).replace("-", "_").lower()
+    found = [m for m, n in MODELS if n == key and m != "series"]
+    return found[0] if len(found) == 1 else None
+
+
+def model_class(name: str, modality: str | None = None) -> type[AutoregressiveModel]:
+    module, cls = MODELS[model_key(name, modality)].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def build_model(
     name: str,
-    event_shape: Sequence[int],
-    levels: int,
+    event_shape: Sequence[int] | None = None,
+    levels: int = 0,
     num_classes: int = 0,
     head: str | None = None,
     head_options: dict[str, Any] | None = None,
+    modality: str | None = None,
     **options: Any,
 ) -> AutoregressiveModel:
-    """Build a registered model for data of ``event_shape`` (C, *S) with ``levels`` values per channel.
+    """Build a registered model for data of ``event_shape`` (C, *S) with ``levels`` values per channel (image,
+    text) or for a series (``lags``, ``num_time_features`` among the options).
 
-    ``head`` defaults to the architecture's ``default_head`` (``auto``: Bernoulli for binary data,
-    Categorical otherwise). Unknown options raise :class:`ConfigError` naming the option.
+    ``head`` defaults to the architecture's ``default_head`` (``auto``: Bernoulli for binary data, Categorical
+    otherwise). Unknown options raise :class:`ConfigError` naming the option.
     """
-    cls = model_class(name)
-    head_name = head or getattr(cls, "default_head", "auto")
-    head_mod = build_head(head_name, levels, **(head_options or {}))
+    cls = model_class(name, modality or _discrete_modality(name, levels))
     try:
-        model = cls(event_shape=event_shape, head=head_mod, num_classes=num_classes, **options)
+        model = cls.build(event_shape=event_shape, levels=levels, num_classes=num_classes, head=head,
+                          head_options=head_options, **options)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(f"model {cls.name!r} with options {options}: {e}") from None
     model._config = dict(options)

@@ -1,41 +1,51 @@
-"""The contract every output distribution ("head") follows.
+"""The contract every output distribution ("head") follows, discrete or continuous.
 
-Layout convention shared by the whole library: data ``x`` is an integer tensor ``(B, C, *S)``
-(C channels at each of the positions ``S``, e.g. ``(H, W)`` for images), and a network's output
-``params`` is a float tensor ``(B, P, *S)`` with ``P = head.num_params(C)`` parameters per position.
-A head scores and samples all channels of one position jointly; any ordering *within* a position
-(R, then G given R, then B given R and G) is the head's business.
+Layout convention shared by the whole library: a network's output ``params`` carries the parameters of each
+position on axis 1 — ``(B, P, *S)`` for a teacher-forced pass over positions ``S`` and ``(B, P)`` for one
+incremental step — with ``P = head.num_params(C)`` for ``C`` channels per position. Values ``x`` are ``(B, C, *S)``
+for discrete heads (integer levels; all channels of one position are scored jointly, any order *within* a
+position — R, then G given R — is the head's business) and ``(B, *S)`` for continuous ones (one real value per
+position, optionally in units of a per-example ``scale``).
+
+Every head has the same three calls — ``num_params``, ``log_prob`` (nats) and ``sample`` with an explicit
+``torch.Generator`` — so sampling loops, evaluation and export treat all of them alike.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 
 class Head(nn.Module, ABC):
-    """A distribution over the ``C`` discrete values at one position, given its parameters."""
+    """A distribution over the value(s) at one position, given its parameters."""
 
-    #: number of discrete levels each value takes (0 .. levels-1)
-    levels: int
+    #: registry name (``build_head``)
+    name: ClassVar[str] = "base"
+    #: True for heads over integer levels ``0 .. levels-1``; False for real-valued heads
+    discrete: ClassVar[bool] = True
+    #: number of discrete levels each value takes (0 for continuous heads)
+    levels: int = 0
 
     @abstractmethod
-    def num_params(self, channels: int) -> int:
+    def num_params(self, channels: int = 1) -> int:
         """Parameters needed per position for ``channels`` channels."""
 
     @abstractmethod
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        """Log-probability in nats of ``x`` (B, C, *S) under ``params`` (B, P, *S); returns (B, *S)."""
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        """Log-probability (mass or density) in nats of ``x`` under ``params``; one value per position."""
 
     @abstractmethod
-    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``x`` (B, C, *S) (long) from ``params`` (B, P, *S)."""
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
+        """One draw per position from ``params``, using ``generator`` (torch's global one when None)."""
 
     def mode_input(self, x: Tensor) -> Tensor:
-        """Map integer levels to the float network input in [-1, 1]."""
+        """Map integer levels to the float network input in [-1, 1] (discrete heads)."""
         return x.float() * (2.0 / max(self.levels - 1, 1)) - 1.0
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}"
+        return f"levels={self.levels}" if self.discrete else ""

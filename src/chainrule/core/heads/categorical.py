@@ -9,6 +9,8 @@ from chainrule.core.heads.base import Head
 
 
 class Categorical(Head):
+    name = "categorical"
+
     def __init__(self, levels: int) -> None:
         super().__init__()
         if levels < 2:
@@ -23,11 +25,12 @@ class Categorical(Head):
         b, _, *s = params.shape
         return params.reshape(b, -1, self.levels, *s)
 
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
         logp = torch.log_softmax(self.logits(params), dim=2)
         return logp.gather(2, x.unsqueeze(2)).squeeze(2).sum(1)
 
-    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
         logits = self.logits(params)
         if temperature <= 0:
             return logits.argmax(2)

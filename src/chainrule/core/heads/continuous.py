@@ -1,6 +1,8 @@
-"""Output distributions of one forecast step ("heads"), DeepAR-style scaling included.
+"""Continuous heads (real-valued targets such as time series), DeepAR-style scaling included.
 
-A network emits ``P`` raw parameters per step in *scaled* units (the series divided by its scale ``s``, see
+On the one :class:`~chainrule.core.heads.base.Head` contract (parameters on axis 1: ``(B, P, T)`` or ``(B, P)``,
+values ``(B, T)`` or ``(B,)``, a per-example ``scale`` ``(B,)``). A network emits ``P`` raw parameters per step in
+*scaled* units (the series divided by its scale ``s``, see
 :func:`chainrule.modalities.series.features.context_scale`). A head maps them to a distribution over the target in
 *original* units and scores / samples it:
 
@@ -23,11 +25,13 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from chainrule.core.errors import ConfigError, DataError
+from chainrule.core.errors import DataError
+from chainrule.core.heads.base import Head
 
 _MIN_SIGMA = 1e-3
 
@@ -37,103 +41,118 @@ def _normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-class ForecastHead:
-    """Raw parameters ``(..., P)`` + scale ``(...)`` -> a distribution over one step's target ``(...)``."""
+def _per_position(scale: Tensor | None, like: Tensor) -> Tensor:
+    """``scale`` ``(B,)`` broadcast against one parameter slice ``like`` ``(B, *S)`` (1 when None)."""
+    if scale is None:
+        return torch.ones((), dtype=like.dtype, device=like.device)
+    return scale.reshape(scale.shape + (1,) * (like.dim() - scale.dim())).to(like.dtype)
 
-    name: ClassVar[str] = "base"
-    num_params: ClassVar[int] = 1
+
+class ContinuousHead(Head):
+    """A distribution over one real value per position; its parameters are in units of ``scale``."""
+
+    discrete: ClassVar[bool] = False
+    #: raw parameters per position
+    width: ClassVar[int] = 1
     #: added to the mean absolute value when computing the series scale
     scale_offset: ClassVar[float] = 0.0
     #: True for point forecasts (sampling returns the mean)
     point: ClassVar[bool] = False
 
-    def dist_params(self, raw: Tensor, scale: Tensor) -> dict[str, Tensor]:
-        """Named distribution parameters in original units, each ``(...)``."""
+    def num_params(self, channels: int = 1) -> int:
+        if channels != 1:
+            raise ValueError(f"the {self.name} head models one value per position, not {channels} channels")
+        return self.width
+
+    def dist_params(self, params: Tensor, scale: Tensor | None = None) -> dict[str, Tensor]:
+        """Named distribution parameters in original units, each shaped like one slice of ``params``."""
         raise NotImplementedError
 
-    def log_prob(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        """Log-probability (nats) of finite ``y`` ``(...)``; callers mask missing values first."""
-        raise NotImplementedError
+    def mean(self, params: Tensor, scale: Tensor | None = None) -> Tensor:
+        return self.dist_params(params, scale)["mean"]
 
-    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One draw ``(...)`` per set of parameters, in original units, from ``generator`` (torch's global
-        generator when None)."""
-        raise NotImplementedError
-
-    def mean(self, raw: Tensor, scale: Tensor) -> Tensor:
-        return self.dist_params(raw, scale)["mean"]
-
-    def check_target(self, values: list, where: str) -> None:
+    def check_values(self, values: list, where: str) -> None:
         """Raise :class:`DataError` (naming ``where``) when the data cannot come from this head."""
 
 
-class Gaussian(ForecastHead):
+class Gaussian(ContinuousHead):
     name = "gaussian"
-    num_params = 2
+    width = 2
 
-    def dist_params(self, raw: Tensor, scale: Tensor) -> dict[str, Tensor]:
-        mu = raw[..., 0] * scale
-        return {"mean": mu, "loc": mu, "scale": (F.softplus(raw[..., 1]) + _MIN_SIGMA) * scale}
+    def dist_params(self, params: Tensor, scale: Tensor | None = None) -> dict[str, Tensor]:
+        s = _per_position(scale, params[:, 0])
+        mu = params[:, 0] * s
+        return {"mean": mu, "loc": mu, "scale": (F.softplus(params[:, 1]) + _MIN_SIGMA) * s}
 
-    def log_prob(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        p = self.dist_params(raw, scale)
-        z = (y - p["loc"]) / p["scale"]
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        p = self.dist_params(params, scale)
+        z = (x - p["loc"]) / p["scale"]
         return -0.5 * z * z - p["scale"].log() - 0.5 * math.log(2 * math.pi)
 
-    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        p = self.dist_params(raw, scale)
-        return p["loc"] + p["scale"] * _normal(p["loc"], generator)
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
+        """``temperature`` multiplies the standard deviation (0: the mean)."""
+        p = self.dist_params(params, scale)
+        return p["loc"] + temperature * p["scale"] * _normal(p["loc"], generator)
 
 
-class StudentT(ForecastHead):
+class StudentT(ContinuousHead):
     name = "student_t"
-    num_params = 3
+    width = 3
 
-    def dist_params(self, raw: Tensor, scale: Tensor) -> dict[str, Tensor]:
-        mu = raw[..., 0] * scale
-        return {"mean": mu, "loc": mu, "scale": (F.softplus(raw[..., 1]) + _MIN_SIGMA) * scale,
-                "df": 2.0 + F.softplus(raw[..., 2])}
+    def dist_params(self, params: Tensor, scale: Tensor | None = None) -> dict[str, Tensor]:
+        s = _per_position(scale, params[:, 0])
+        mu = params[:, 0] * s
+        return {"mean": mu, "loc": mu, "scale": (F.softplus(params[:, 1]) + _MIN_SIGMA) * s,
+                "df": 2.0 + F.softplus(params[:, 2])}
 
-    def log_prob(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        p = self.dist_params(raw, scale)
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        p = self.dist_params(params, scale)
         df, sigma = p["df"], p["scale"]
-        z = (y - p["loc"]) / sigma
+        z = (x - p["loc"]) / sigma
         return (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(math.pi * df) - sigma.log()
                 - (df + 1) / 2 * torch.log1p(z * z / df))
 
-    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        p = self.dist_params(raw, scale)
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
+        """``temperature`` multiplies the scale (0: the location)."""
+        p = self.dist_params(params, scale)
         df = p["df"]
         chi2 = 2.0 * torch._standard_gamma(df / 2, generator=generator)  # chi-square with df degrees of freedom
-        return p["loc"] + p["scale"] * _normal(df, generator) * torch.rsqrt(chi2 / df)
+        return p["loc"] + temperature * p["scale"] * _normal(df, generator) * torch.rsqrt(chi2 / df)
 
 
-class NegativeBinomial(ForecastHead):
+class NegativeBinomial(ContinuousHead):
+    """Counts: a distribution over non-negative integers, parameterised in units of the series scale."""
+
     name = "negative_binomial"
-    num_params = 2
+    width = 2
     scale_offset = 1.0
 
-    def dist_params(self, raw: Tensor, scale: Tensor) -> dict[str, Tensor]:
-        mu = F.softplus(raw[..., 0]) * scale + 1e-6
-        alpha = F.softplus(raw[..., 1]) / scale.sqrt() + 1e-6
+    def dist_params(self, params: Tensor, scale: Tensor | None = None) -> dict[str, Tensor]:
+        s = _per_position(scale, params[:, 0])
+        mu = F.softplus(params[:, 0]) * s + 1e-6
+        alpha = F.softplus(params[:, 1]) / s.sqrt() + 1e-6
         return {"mean": mu, "mu": mu, "alpha": alpha}
 
-    def log_prob(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        p = self.dist_params(raw, scale)
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        p = self.dist_params(params, scale)
         mu, r = p["mu"], 1.0 / p["alpha"]
         log_total = torch.log(r + mu)
-        return (torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
-                + r * (r.log() - log_total) + y * (mu.log() - log_total))
+        return (torch.lgamma(x + r) - torch.lgamma(r) - torch.lgamma(x + 1)
+                + r * (r.log() - log_total) + x * (mu.log() - log_total))
 
-    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        p = self.dist_params(raw, scale)
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
+        """A Gamma-Poisson draw; a count distribution has no temperature, so only 1 is accepted."""
+        if temperature != 1.0:
+            raise ValueError(f"the negative_binomial head samples at temperature 1 only, got {temperature}")
+        p = self.dist_params(params, scale)
         r = 1.0 / p["alpha"]
-        rate = torch._standard_gamma(r, generator=generator) * (p["mu"] / r)  # Gamma(r, r/mu): Gamma-Poisson mixture
+        rate = torch._standard_gamma(r, generator=generator) * (p["mu"] / r)  # Gamma(r, r/mu)
         return torch.poisson(rate, generator=generator)
 
-    def check_target(self, values: list, where: str) -> None:
-        import numpy as np
-
+    def check_values(self, values: list, where: str) -> None:
         for v in values:
             v = np.asarray(v, dtype=np.float64)
             v = v[np.isfinite(v)]
@@ -142,28 +161,24 @@ class NegativeBinomial(ForecastHead):
                                 "--head gaussian or student_t for this target")
 
 
-class SquaredError(ForecastHead):
+class SquaredError(ContinuousHead):
     name = "squared_error"
-    num_params = 1
+    width = 1
     point = True
 
-    def dist_params(self, raw: Tensor, scale: Tensor) -> dict[str, Tensor]:
-        return {"mean": raw[..., 0] * scale}
+    def dist_params(self, params: Tensor, scale: Tensor | None = None) -> dict[str, Tensor]:
+        return {"mean": params[:, 0] * _per_position(scale, params[:, 0])}
 
-    def log_prob(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        """Unit-variance Gaussian in scaled units: ``-(y/s - m)²/2 - log(2π)/2`` (no ``-log s`` term)."""
-        d = y / scale - raw[..., 0]
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        """Unit-variance Gaussian in scaled units: ``-(x/s - m)²/2 - log(2π)/2`` (no ``-log s`` term)."""
+        d = x / _per_position(scale, params[:, 0]) - params[:, 0]
         return -0.5 * d * d - 0.5 * math.log(2 * math.pi)
 
-    def sample(self, raw: Tensor, scale: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.dist_params(raw, scale)["mean"]
+    def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+               scale: Tensor | None = None) -> Tensor:
+        """The mean itself: a point forecast rolls out deterministically at any temperature."""
+        return self.dist_params(params, scale)["mean"]
 
 
-HEADS: dict[str, type[ForecastHead]] = {h.name: h for h in (Gaussian, StudentT, NegativeBinomial, SquaredError)}
-
-
-def build_forecast_head(name: str) -> ForecastHead:
-    key = name.replace("-", "_").lower()
-    if key not in HEADS:
-        raise ConfigError(f"unknown forecast head {name!r}; available: {', '.join(HEADS)}")
-    return HEADS[key]()
+CONTINUOUS_HEADS: dict[str, type[ContinuousHead]] = {h.name: h for h in (Gaussian, StudentT, NegativeBinomial,
+                                                                        SquaredError)}

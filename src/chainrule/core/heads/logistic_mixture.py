@@ -32,6 +32,7 @@ class DiscretizedLogisticMixture(Head):
     ``temperature`` in :meth:`sample` divides the mixture logits and multiplies every logistic scale;
     ``temperature <= 0`` picks the most probable component and rounds each channel's mean.
     """
+    name = "logistic_mixture"
 
     def __init__(self, levels: int = 256, num_mix: int = 5) -> None:
         super().__init__()
@@ -72,7 +73,7 @@ class DiscretizedLogisticMixture(Head):
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     # ------------------------------------------------------------------ scoring
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
         c = x.shape[1]
         logits, means, log_scales, coeffs = self.split(params, c)
         v = self._values(x, params.dtype).unsqueeze(2)  # (B, C, 1, *S)
@@ -98,7 +99,8 @@ class DiscretizedLogisticMixture(Head):
 
     # ------------------------------------------------------------------ sampling
     def sample(
-        self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+        scale: Tensor | None = None,
     ) -> Tensor:
         m = self.num_mix
         # recover C from P = M (1 + 2C + C(C-1)/2)  <=>  C^2 + 3C + 2 - 2P/M = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from chainrule.core.contract import Condition
 from chainrule.modalities.series.features import FeatureSpec, context_scale
 from chainrule.modalities.series.models.base import ForecastModel
 from chainrule.modalities.series.table import SeriesSet
@@ -37,7 +38,8 @@ def one_step_log_probs(model: ForecastModel, spec: FeatureSpec, ss: SeriesSet, i
         scale = context_scale(yw[:, : spec.history], spec.context, spec.scale_offset)
         mask = torch.zeros_like(yw, dtype=torch.bool)
         mask[:, -1] = True
-        out.append(model.log_prob_steps(yw, feats[idx], scale, mask)[:, -1])
+        cond = Condition(time_features=feats[idx], scale=scale, observed=mask)
+        out.append(model.log_prob_positions(yw, cond)[:, -1])
     lp = torch.cat(out).double().cpu().numpy()
     seen_before = np.concatenate([[False], np.cumsum(np.isfinite(values))[:-1] > 0])
     return np.where(np.isfinite(values) & seen_before, lp, np.nan)

@@ -1,1 +1,1 @@
-"""Neural forecasters: one file per architecture, registered in :mod:`chainrule.modalities.series.models.registry`."""
+"""Neural forecasters: one file per architecture, registered in :mod:`chainrule.modalities.registry`."""

@@ -1,20 +1,20 @@
-"""The forecasting-model contract: the chain rule over time for a continuous-valued series.
+"""Forecasters on the one model contract: the chain rule over time for a real-valued series.
 
-``p(y_1..T) = prod_t p(y_t | y_<t, features)``. The integer-data :class:`chainrule.core.contract.AutoregressiveModel`
-does not fit continuous targets with missing values, so forecasters follow this mirror of it:
+``p(y_1..T | c) = prod_t p(y_t | y_<t, c)`` where the condition ``c`` (a :class:`~chainrule.core.contract.Condition`)
+carries the known per-step ``time_features`` ``(B, T, F)``, the per-window ``scale`` ``(B,)`` and the ``observed``
+mask of steps that count. The contract's verbs take their series form:
 
-- ``forward(y, time_feats, scale) -> (B, T, P)``: teacher-forced raw parameters of every step's conditional;
-  step ``t`` sees ``y_<t`` only (plus the known time features of steps ``<= t`` and the per-window scale);
-- ``log_prob(y, time_feats, scale, mask) -> (B,)``: nats per series, summed over observed (masked-in) steps;
-- ``loss(batch)``: mean negative log-likelihood per scored step; missing values contribute nothing;
-- ``init_cache(y_hist, time_feats, scale)``, ``step(y_prev, cache)``: incremental roll-out; the history is
-  consumed in one pass, then one step per call;
-- ``sample_paths(y_hist, time_feats, scale, horizon, num_samples, seed)``: seeded ancestral sample paths
-  ``(S, N, H)``.
+- ``forward(y, cond) -> (B, P, T)``: teacher-forced parameters of every step's conditional (continuous head);
+  step ``t`` sees ``y_<t`` only (plus time features of steps ``<= t`` and the scale);
+- ``log_prob_positions(y, cond) -> (B, T)`` nats, exactly 0 where ``y`` is missing or not observed;
+  ``log_prob`` sums them; ``loss`` is the mean NLL per scored step (missing values contribute nothing);
+- ``prefill(y_hist, cond) -> (params_next, cache)`` consumes the history in one pass; ``step(y_prev, cache)``
+  appends one value and returns the next step's parameters;
+- ``sample(n, cond, x_given=y_hist, horizon=H)`` / ``sample_paths``: seeded ancestral paths ``(S, n, H)``.
 
-Architectures implement :meth:`network` (all steps at once), :meth:`network_prefill` and
-:meth:`network_step`; inputs (lags, time features, ``log1p(scale)``) are built here, identically for the
-teacher-forced and the incremental paths (see :mod:`chainrule.modalities.series.features`).
+Architectures implement :meth:`network` (all steps at once), :meth:`network_prefill` and :meth:`network_step`;
+inputs (lags, time features, ``log1p(scale)``) are built here, identically for the teacher-forced and the
+incremental paths (see :mod:`chainrule.modalities.series.features`).
 """
 
 from __future__ import annotations
@@ -23,47 +23,51 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from chainrule.core.heads.continuous import build_forecast_head
-from chainrule.modalities.series.features import ForecastBatch, ffill_scaled, lag_inputs, lag_inputs_at
+from chainrule.core.contract import AutoregressiveModel, Condition
+from chainrule.core.heads import build_head
+from chainrule.core.heads.continuous import ContinuousHead
+from chainrule.modalities.series.features import ffill_scaled, lag_inputs, lag_inputs_at
 
 
-class ForecastModel(nn.Module):
+class ForecastModel(AutoregressiveModel):
     """Base class of the neural forecasters.
 
     Args:
-        head: output distribution (``gaussian``, ``student_t``, ``negative_binomial``, ``squared_error``);
-            defaults to the architecture's ``default_head``.
+        head: a continuous head or its name (``gaussian``, ``student_t``, ``negative_binomial``,
+            ``squared_error``); defaults to the architecture's ``default_head``.
         lags: lags whose values feed each step (1 = the previous value).
         num_time_features: width of the per-step time features (calendar + covariates).
     """
 
-    name: ClassVar[str] = "base"
-    supports_cache: ClassVar[bool] = False
+    modality: ClassVar[str] = "series"
     default_head: ClassVar[str] = "gaussian"
-    #: options of a tiny instance, for tests
-    TINY: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, head: str | None = None, lags: Sequence[int] = (1,), num_time_features: int = 0) -> None:
-        super().__init__()
-        self.head = build_forecast_head(head or self.default_head)
+    def __init__(self, head: ContinuousHead | str | None = None, lags: Sequence[int] = (1,),
+                 num_time_features: int = 0) -> None:
+        head_mod = head if isinstance(head, ContinuousHead) else build_head(head or self.default_head)
+        if not isinstance(head_mod, ContinuousHead):
+            raise ValueError(f"a forecaster needs a continuous head, not {head_mod.name!r}")
+        super().__init__(event_shape=(1, 0), head=head_mod)
         self.lags = sorted(int(v) for v in lags)
         self.num_time_features = int(num_time_features)
         self.num_inputs = 2 * len(self.lags) + self.num_time_features + 1
 
-    @property
-    def num_params_out(self) -> int:
-        return self.head.num_params
+    @classmethod
+    def build(cls, event_shape: Sequence[int] | None = None, levels: int = 0, num_classes: int = 0,
+              head: str | None = None, head_options: dict[str, Any] | None = None, **options: Any
+              ) -> ForecastModel:
+        """Registry constructor: series length is free, so only the head and the options matter."""
+        return cls(head=build_head(head or cls.default_head, **(head_options or {})), **options)
 
     @property
-    def device(self) -> torch.device:
-        for p in self.parameters():
-            return p.device
-        return torch.device("cpu")
+    def num_dims(self) -> int:
+        """The training loss is already per scored step, so bits/dim of a series are bits per step."""
+        return 1
 
     # ----------------------------------------------------------------- architecture hooks
-    def network(self, inputs: Tensor) -> Tensor:
+    def network(self, inputs: Tensor, cond: Condition | None = None) -> Tensor:
         """``(B, T, num_inputs)`` -> raw parameters ``(B, T, P)``; step ``t`` may use inputs ``<= t`` only."""
         raise NotImplementedError
 
@@ -77,65 +81,75 @@ class ForecastModel(nn.Module):
         raise NotImplementedError(f"{self.name} has no incremental step")
 
     # ----------------------------------------------------------------- teacher-forced
-    def inputs(self, y: Tensor, time_feats: Tensor, scale: Tensor) -> Tensor:
-        """Per-step inputs ``(B, T, num_inputs)``: lag values and flags, time features, ``log1p(scale)``."""
-        zf, obs = ffill_scaled(y, scale)
-        static = torch.log1p(scale)[:, None, None].expand(-1, y.shape[1], 1)
-        return torch.cat([lag_inputs(zf, obs, self.lags), time_feats.to(zf.dtype), static], dim=-1)
-
-    def forward(self, y: Tensor, time_feats: Tensor, scale: Tensor) -> Tensor:
-        """Raw parameters ``(B, T, P)`` of ``p(y_t | y_<t)`` for every step of ``y`` ``(B, T)`` (NaN = missing)."""
-        if time_feats.shape[-1] != self.num_time_features:
+    def check_input(self, x: Tensor, cond: Any) -> None:
+        if not isinstance(cond, Condition) or cond.time_features is None or cond.scale is None:
+            raise ValueError(f"{self.name}: a forecaster needs Condition(time_features=..., scale=...)")
+        if x.dim() != 2 or cond.time_features.shape[:2] != x.shape or cond.scale.shape != x.shape[:1]:
+            raise ValueError(f"{self.name}: expected y (B, T), time features (B, T, F) and scale (B,); got "
+                             f"{tuple(x.shape)}, {tuple(cond.time_features.shape)}, {tuple(cond.scale.shape)}")
+        if cond.time_features.shape[-1] != self.num_time_features:
             raise ValueError(f"{self.name}: expected {self.num_time_features} time features, got "
-                             f"{time_feats.shape[-1]}")
-        return self.network(self.inputs(y, time_feats, scale))
+                             f"{cond.time_features.shape[-1]}")
 
-    def log_prob_steps(self, y: Tensor, time_feats: Tensor, scale: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Per-step log-probabilities ``(B, T)`` in nats; exactly 0 (and gradient-free) where ``y`` is missing
-        or ``mask`` is False."""
-        params = self(y, time_feats, scale)
-        keep = torch.isfinite(y) if mask is None else torch.isfinite(y) & mask
-        lp = self.head.log_prob(params, torch.where(keep, y, 0.0), scale[:, None])
+    def encode(self, x: Tensor, cond: Condition | None = None) -> Tensor:
+        """Per-step inputs ``(B, T, num_inputs)``: lag values and flags, time features, ``log1p(scale)``."""
+        assert cond is not None and cond.scale is not None and cond.time_features is not None
+        zf, obs = ffill_scaled(x, cond.scale)
+        static = torch.log1p(cond.scale)[:, None, None].expand(-1, x.shape[1], 1)
+        return torch.cat([lag_inputs(zf, obs, self.lags), cond.time_features.to(zf.dtype), static], dim=-1)
+
+    def forward(self, x: Tensor, cond: Condition | None = None) -> Tensor:
+        """Raw parameters ``(B, P, T)`` of ``p(y_t | y_<t)`` for every step of ``x`` ``(B, T)`` (NaN = missing)."""
+        self.check_input(x, cond)
+        return self.network(self.encode(x, cond), cond).transpose(1, 2)
+
+    def scored(self, x: Tensor, cond: Condition) -> Tensor:
+        """``(B, T)`` bool: the steps whose log-probability counts (observed, and in ``cond.observed``)."""
+        keep = torch.isfinite(x)
+        return keep if cond.observed is None else keep & cond.observed
+
+    def log_prob_positions(self, x: Tensor, cond: Condition | None = None) -> Tensor:
+        """Per-step log-probabilities ``(B, T)`` in nats; exactly 0 (and gradient-free) where not scored."""
+        params = self(x, cond)
+        keep = self.scored(x, cond)
+        lp = self.head.log_prob(params, torch.where(keep, x, 0.0), cond.scale)
         return torch.where(keep, lp, 0.0)
 
-    def log_prob(self, y: Tensor, time_feats: Tensor, scale: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Log-likelihood of each series' observed steps in nats, ``(B,)``."""
-        return self.log_prob_steps(y, time_feats, scale, mask).sum(1)
-
-    def loss(self, batch: ForecastBatch) -> Tensor:
-        """Mean negative log-likelihood per scored (observed, masked-in) step."""
-        keep = torch.isfinite(batch.y) if batch.mask is None else batch.mask & torch.isfinite(batch.y)
-        lp = self.log_prob_steps(batch.y, batch.time_feats, batch.scale, keep)
-        return -lp.sum() / keep.sum().clamp(min=1)
+    def loss(self, x: Tensor, cond: Condition | None = None) -> Tensor:
+        """Mean negative log-likelihood per scored step."""
+        keep = self.scored(x, cond)
+        return -self.log_prob_positions(x, cond).sum() / keep.sum().clamp(min=1)
 
     # ----------------------------------------------------------------- incremental
-    def init_cache(self, y_hist: Tensor, time_feats: Tensor, scale: Tensor) -> dict[str, Any]:
-        """Consume the history ``y_hist`` ``(B, T0)``; ``time_feats`` ``(B, T0 + H, F)`` covers the steps
-        to come. The first :meth:`step` (with ``None``) then gives the parameters of step ``T0``."""
-        b, t0 = y_hist.shape
-        cap = time_feats.shape[1]
-        zf, obs = ffill_scaled(y_hist, scale)
+    def prefill(self, x: Tensor, cond: Condition) -> tuple[Tensor, dict[str, Any]]:
+        """Consume the history ``x`` ``(B, T0)``; ``cond.time_features`` ``(B, T0 + H, F)`` covers the steps to
+        come. Returns the parameters ``(B, P)`` of step ``T0`` and the cache for :meth:`step`."""
+        b, t0 = x.shape
+        tf, scale = cond.time_features, cond.scale
+        cap = tf.shape[1]
+        zf, obs = ffill_scaled(x, scale)
         buf_z, buf_o = zf.new_zeros(b, cap), obs.new_zeros(b, cap)
         buf_z[:, :t0], buf_o[:, :t0] = zf, obs
-        state = self.network_prefill(self.inputs(y_hist, time_feats[:, :t0], scale), cap)
-        return {"t": t0, "n": t0, "z": buf_z, "obs": buf_o, "time_feats": time_feats, "scale": scale,
-                "static": torch.log1p(scale)[:, None], "state": state}
+        state = self.network_prefill(self.encode(x, Condition(time_features=tf[:, :t0], scale=scale)), cap)
+        cache = {"t": t0, "n": t0, "z": buf_z, "obs": buf_o, "time_feats": tf, "scale": scale,
+                 "static": torch.log1p(scale)[:, None], "state": state}
+        return self.step(None, cache)
 
-    def step(self, y_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        """Append ``y_prev`` ``(B,)`` (the value of the step last returned; ``None`` the first time) and return
-        the raw parameters ``(B, P)`` of the next step."""
+    def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """Append ``x_prev`` ``(B,)`` (the value of the step last returned; ``None`` right after the history) and
+        return the raw parameters ``(B, P)`` of the next step."""
         t = cache["t"]
-        if y_prev is not None:
+        if x_prev is not None:
             n = cache["n"]
-            z = y_prev / cache["scale"]
+            z = x_prev / cache["scale"]
             ok = torch.isfinite(z)
             last = cache["z"][:, n - 1] if n > 0 else torch.zeros_like(z)
             cache["z"][:, n], cache["obs"][:, n] = torch.where(ok, z, last), ok
             cache["n"] = n + 1
         if cache["n"] != t:
-            raise ValueError(f"{self.name}: step {t} needs the value of step {t - 1} (pass it as y_prev)")
+            raise ValueError(f"{self.name}: step {t} needs the value of step {t - 1} (pass it as x_prev)")
         if t >= cache["time_feats"].shape[1]:
-            raise ValueError(f"{self.name}: no time features for step {t}; init_cache covered "
+            raise ValueError(f"{self.name}: no time features for step {t}; the condition covered "
                              f"{cache['time_feats'].shape[1]} steps")
         inp = torch.cat([lag_inputs_at(cache["z"], cache["obs"], t, self.lags),
                          cache["time_feats"][:, t].to(cache["z"].dtype), cache["static"]], dim=-1)
@@ -145,40 +159,55 @@ class ForecastModel(nn.Module):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample_paths(self, y_hist: Tensor, time_feats: Tensor, scale: Tensor, horizon: int, num_samples: int,
-                     seed: int = 0, use_cache: bool = True, max_batch: int = 16384) -> Tensor:
+    def sample(self, n: int, cond: Condition | None = None, x_given: Tensor | None = None,
+               known: Tensor | None = None, temperature: float = 1.0, use_cache: bool = True,
+               generator: torch.Generator | None = None, horizon: int | None = None) -> Tensor:
+        """``n`` ancestral paths ``(S, n, horizon)`` continuing each history ``x_given`` ``(S, T0)``."""
+        if x_given is None or horizon is None or cond is None:
+            raise ValueError(f"{self.name}: sampling a forecast needs the history (x_given), a horizon and cond")
+        return self.sample_paths(x_given, cond, horizon, n, generator=generator, temperature=temperature,
+                                 use_cache=use_cache)
+
+    @torch.no_grad()
+    def sample_paths(self, y_hist: Tensor, cond: Condition, horizon: int, num_samples: int, seed: int = 0,
+                     use_cache: bool = True, max_batch: int = 16384, generator: torch.Generator | None = None,
+                     temperature: float = 1.0) -> Tensor:
         """Ancestral sample paths ``(S, N, H)`` in original units for ``S`` histories ``y_hist`` ``(S, T0)``.
 
-        ``time_feats`` ``(S, T0 + H, F)``; ``scale`` ``(S,)``. Series are processed in chunks of at most
-        ``max_batch`` paths; with the cache, each history is consumed once and its state copied to the
+        ``cond.time_features`` ``(S, T0 + H, F)``; ``cond.scale`` ``(S,)``. Series are processed in chunks of at
+        most ``max_batch`` paths; with the cache, each history is consumed once and its state copied to the
         ``num_samples`` paths. Cached and uncached roll-outs draw the same random numbers in the same order.
+        Draws come from ``generator``, or from a fresh one seeded with ``seed``.
         """
         s, t0 = y_hist.shape
-        if time_feats.shape[1] < t0 + horizon:
-            raise ValueError(f"{self.name}: time_feats has {time_feats.shape[1]} steps, need {t0 + horizon}")
+        tf_all, sc_all = cond.time_features, cond.scale
+        if tf_all.shape[1] < t0 + horizon:
+            raise ValueError(f"{self.name}: time features cover {tf_all.shape[1]} steps, need {t0 + horizon}")
         per = max(1, max_batch // max(num_samples, 1))
-        generator = torch.Generator(device=y_hist.device).manual_seed(int(seed))
+        if generator is None:
+            generator = torch.Generator(device=y_hist.device).manual_seed(int(seed))
         out = []
         for lo in range(0, s, per):
-            y, tf, sc = y_hist[lo:lo + per], time_feats[lo:lo + per, : t0 + horizon], scale[lo:lo + per]
+            y, tf, sc = y_hist[lo:lo + per], tf_all[lo:lo + per, : t0 + horizon], sc_all[lo:lo + per]
             if use_cache and self.supports_cache:
-                paths = self._rollout_cached(y, tf, sc, num_samples, horizon, generator)
+                paths = self._rollout_cached(y, tf, sc, num_samples, horizon, generator, temperature)
             else:
                 rep = [v.repeat_interleave(num_samples, 0) for v in (y, tf, sc)]
-                paths = self._rollout_full(*rep, horizon, generator)
+                paths = self._rollout_full(*rep, horizon, generator, temperature)
             out.append(paths.view(-1, num_samples, horizon))
         return torch.cat(out) if out else y_hist.new_zeros(0, num_samples, horizon)
 
     def _rollout_cached(self, y: Tensor, tf: Tensor, sc: Tensor, n: int, horizon: int,
-                        generator: torch.Generator) -> Tensor:
+                        generator: torch.Generator, temperature: float) -> Tensor:
         """Consume each history once, then roll out ``n`` paths per series from copies of its state."""
-        cache = self.repeat_cache(self.init_cache(y, tf, sc), n)
+        params, cache = self.prefill(y, Condition(time_features=tf, scale=sc))
+        params, cache = params.repeat_interleave(n, 0), self.repeat_cache(cache, n)
         sc = cache["scale"]
-        prev, draws = None, []
-        for _ in range(horizon):  # the roll-out: the one Python loop over time
-            params, cache = self.step(prev, cache)
-            prev = self.head.sample(params, sc, generator)
-            draws.append(prev)
+        draws = []
+        for h in range(horizon):  # the roll-out: one step per forecast step
+            if h:
+                params, cache = self.step(draws[-1], cache)
+            draws.append(self.head.sample(params, temperature, generator, scale=sc))
         return torch.stack(draws, 1)
 
     def repeat_cache(self, cache: dict[str, Any], n: int) -> dict[str, Any]:
@@ -197,15 +226,18 @@ class ForecastModel(nn.Module):
             return type(state)(self.repeat_state(v, n) for v in state)
         return state
 
-    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int, generator: torch.Generator) -> Tensor:
+    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int, generator: torch.Generator,
+                      temperature: float) -> Tensor:
         t0 = y.shape[1]
         seq = torch.cat([y, y.new_full((y.shape[0], horizon), float("nan"))], 1)
         for h in range(horizon):  # re-run the whole network for every step
-            params = self(seq[:, : t0 + h + 1], tf[:, : t0 + h + 1], sc)[:, -1]
-            seq[:, t0 + h] = self.head.sample(params, sc, generator)
+            params = self(seq[:, : t0 + h + 1], Condition(time_features=tf[:, : t0 + h + 1], scale=sc))[..., -1]
+            seq[:, t0 + h] = self.head.sample(params, temperature, generator, scale=sc)
         return seq[:, t0:]
 
     # ----------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this model (with :func:`registry.build_forecast_model`)."""
-        return dict(getattr(self, "_config", {}))
+        """Keyword arguments that rebuild this model through the registry (head, lags, time features, sizes)."""
+        return {"head": self.head.name, "lags": list(self.lags), "num_time_features": self.num_time_features,
+                **{k: v for k, v in getattr(self, "_config", {}).items()
+                   if k not in ("head", "lags", "num_time_features")}}

@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from chainrule.core.contract import Condition
+from chainrule.core.heads.continuous import ContinuousHead
 from chainrule.modalities.series.models.base import ForecastModel
 
 
@@ -23,14 +25,14 @@ class LSTMForecaster(ForecastModel):
     default_head: ClassVar[str] = "squared_error"
     TINY: ClassVar[dict[str, Any]] = {"hidden_size": 8, "num_layers": 1}
 
-    def __init__(self, head: str | None = None, lags: Sequence[int] = (1,), num_time_features: int = 0,
+    def __init__(self, head: ContinuousHead | str | None = None, lags: Sequence[int] = (1,), num_time_features: int = 0,
                  hidden_size: int = 40, num_layers: int = 2, dropout: float = 0.1) -> None:
         super().__init__(head, lags, num_time_features)
         self.rnn = nn.LSTM(self.num_inputs, hidden_size, num_layers=num_layers, batch_first=True,
                            dropout=dropout if num_layers > 1 else 0.0)
         self.out = nn.Linear(hidden_size, self.num_params_out)
 
-    def network(self, inputs: Tensor) -> Tensor:
+    def network(self, inputs: Tensor, cond: Condition | None = None) -> Tensor:
         out, _ = self.rnn(inputs)
         return self.out(out)
 

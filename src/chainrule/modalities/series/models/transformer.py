@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from chainrule.core.contract import Condition
+from chainrule.core.heads.continuous import ContinuousHead
+from chainrule.core.nn.attention import Block, kv_buffers, run_blocks, step_blocks
 from chainrule.modalities.series.models.base import ForecastModel
-from chainrule.modalities.text.models.transformer import Block, kv_buffers, run_blocks
 
 
 class TransformerForecaster(ForecastModel):
@@ -27,7 +29,7 @@ class TransformerForecaster(ForecastModel):
     default_head: ClassVar[str] = "student_t"
     TINY: ClassVar[dict[str, Any]] = {"embed_dim": 16, "num_layers": 1, "num_heads": 2}
 
-    def __init__(self, head: str | None = None, lags: Sequence[int] = (1,), num_time_features: int = 0,
+    def __init__(self, head: ContinuousHead | str | None = None, lags: Sequence[int] = (1,), num_time_features: int = 0,
                  embed_dim: int = 32, num_layers: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0,
                  dropout: float = 0.1) -> None:
         super().__init__(head, lags, num_time_features)
@@ -38,7 +40,7 @@ class TransformerForecaster(ForecastModel):
         self.ln_f = nn.LayerNorm(embed_dim)
         self.out = nn.Linear(embed_dim, self.num_params_out)
 
-    def network(self, inputs: Tensor) -> Tensor:
+    def network(self, inputs: Tensor, cond: Condition | None = None) -> Tensor:
         h = run_blocks(self.blocks, self.drop(self.embed(inputs)), None)
         return self.out(self.ln_f(h))
 
@@ -56,6 +58,5 @@ class TransformerForecaster(ForecastModel):
     def network_step(self, inputs: Tensor, state: dict[str, Any], pos: int) -> tuple[Tensor, dict[str, Any]]:
         state["pos"] = pos
         h = self.drop(self.embed(inputs))[:, None]
-        for i, block in enumerate(self.blocks):
-            h = block.step(h, state, i)
+        h = step_blocks(self.blocks, h, state)
         return self.out(self.ln_f(h))[:, 0], state

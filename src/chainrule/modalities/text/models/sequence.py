@@ -27,7 +27,7 @@ class SequenceModel(AutoregressiveModel):
     Args (beyond the contract's): ``embed_dim`` — width of the token embedding.
     """
 
-    data_kind: ClassVar[str] = "sequence"
+    modality: ClassVar[str] = "text"
 
     def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0, embed_dim: int = 128) -> None:
         super().__init__(event_shape, head, num_classes)
@@ -82,13 +82,4 @@ class SequenceModel(AutoregressiveModel):
         """Body inputs for the start vector followed by every token of ``tokens`` (B, L): ``(B, L + 1, D)``."""
         start = self.start_input(tokens.shape[0], cond)
         return torch.cat([start, self.token_embedding(tokens)], dim=1)
-
-    def prefill(self, tokens: Tensor, cond: Tensor | None = None) -> tuple[Tensor, dict]:
-        """A cache holding the start vector and ``tokens`` (B, L), and the logits ``(B, V)`` of the next token.
-        This default feeds :meth:`step` one token at a time; models override it with one batched pass."""
-        cache = self.init_cache(tokens.shape[0], cond)
-        logits, cache = self.step(None, cache)
-        for t in range(tokens.shape[1]):
-            logits, cache = self.step(tokens[:, t:t + 1], cache)
-        return logits, cache
 
