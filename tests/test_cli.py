@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from chainrule import cli
 
 
 def chainrule(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -42,10 +46,77 @@ def trained_run(tmp_path_factory) -> Path:
     return root / "hist"
 
 
-def test_help_has_examples(tmp_path):
-    for cmd in ["train", "eval", "sample", "complete", "models", "datasets", "demo", "generate", "import"]:
-        res = chainrule(cmd, "--help", cwd=tmp_path)
-        assert res.returncode == 0 and "example" in res.stdout, cmd
+def _help(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0, command
+    return capsys.readouterr().out
+
+
+def _listed_commands(help_text: str) -> list[str]:
+    """The subcommands a ``--help`` lists under COMMAND (none for a leaf command)."""
+    return re.findall(r"^    (\S+)  ", help_text.split("  COMMAND\n", 1)[1], re.M) if "  COMMAND\n" in help_text else []
+
+
+def test_every_listed_command_has_help_with_an_example(capsys):
+    top = _listed_commands(_help(capsys))
+    assert set(top) == set(cli.COMMANDS)
+    assert {"train", "eval", "sample", "complete", "models", "datasets", "demo", "generate", "import", "forecast",
+            "serve", "export"} <= set(top)
+    pending = [(cmd,) for cmd in top]
+    while pending:
+        command = pending.pop()
+        text = _help(capsys, *command)
+        assert "example" in text, command
+        pending += [(*command, sub) for sub in _listed_commands(text)]
+
+
+#: the one spelling of each option several commands take (chainrule.cli.options), by argparse dest
+SHARED_FLAGS = {"run": "--run", "config": "--config", "overrides": "--set", "resume": "--resume", "seed": "--seed",
+                "out": "--out", "temperature": "--temperature", "num_samples": "--num-samples", "device": "--device",
+                "split": "--split", "batch_size": "--batch-size", "no_cache": "--no-cache", "json": "--json",
+                "max_new_tokens": "--max-new-tokens"}
+#: other spellings accepted beside it
+ALIASES = {"run": {"--run-dir"}, "num_samples": {"-n"}}
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, parser) of every command and subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _parsers(sub, (*path, name))
+
+
+def _bare(flag: str) -> str:
+    return flag.lstrip("-").replace("_", "-").lower()
+
+
+def test_shared_flags_are_spelled_the_same_in_every_command():
+    bare_shared = {_bare(flag): dest for dest, flag in SHARED_FLAGS.items()}
+    seen: dict[str, set[tuple[str, ...]]] = {}
+    for command, parser in _parsers(cli.build_parser()):
+        for action in parser._actions:
+            flags = set(action.option_strings)
+            if not flags or isinstance(action, argparse._HelpAction):
+                continue
+            if action.dest in SHARED_FLAGS:
+                seen.setdefault(action.dest, set()).add(command)
+                allowed = {SHARED_FLAGS[action.dest]} | ALIASES.get(action.dest, set())
+                assert SHARED_FLAGS[action.dest] in flags and flags <= allowed, (command, sorted(flags))
+            for flag in flags:  # a near spelling (--num_samples, --Seed) of a shared flag under another dest
+                dest = bare_shared.get(_bare(flag))
+                assert dest is None or (action.dest == dest and flag == SHARED_FLAGS[dest]), (command, flag)
+    assert set(seen) == set(SHARED_FLAGS)  # every shared option is in use, so each check above ran
+
+
+def test_help_imports_no_library_code():
+    """Building the parser imports only the command modules, so ``chainrule --help`` answers at once."""
+    code = ("import sys; from chainrule.cli import build_parser; build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'pandas', 'yaml'}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
 def test_models_and_datasets_listed(tmp_path):

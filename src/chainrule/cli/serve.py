@@ -1,10 +1,11 @@
-"""The ``chainrule serve`` command: arguments, loading the runs, running uvicorn."""
+"""``chainrule serve``: load runs once and serve them over HTTP (the app itself is :mod:`chainrule.serve`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from chainrule.cli import options
 from chainrule.core.errors import ConfigError
 
 EXAMPLES = """examples:
@@ -15,7 +16,7 @@ EXAMPLES = """examples:
   open http://127.0.0.1:8000/ for the web page"""
 
 
-def add_serve_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     s = sub.add_parser("serve", help="serve runs over HTTP (JSON API, streaming, web page)", formatter_class=fmt,
                        description="Load the runs once and serve them: GET /healthz, GET /v1/models, POST "
                                    "/v1/generate (text; stream=true for server-sent events), /v1/sample (PNG), "
@@ -33,10 +34,10 @@ def add_serve_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFor
     s.add_argument("--threads", type=int, default=4, help="threads running model work (default 4)")
     s.add_argument("--max-concurrent-forecasts", type=int, default=1,
                    help="forecast requests running at once (default 1, so generation keeps its share under load)")
-    s.add_argument("--device", default=None, help="torch device for the models (default: where they load)")
+    options.add_device(s, help="torch device for the models (default: where they load)")
 
 
-def run_serve(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     from chainrule.serve.schemas import MAX_NEW_TOKENS, MAX_SAMPLES, Limits
 
     if not 0 < a.port < 65536:

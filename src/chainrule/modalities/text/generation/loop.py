@@ -83,7 +83,7 @@ class TokenContext:
 
 def check_prompt(model: SequenceModel, prompt_ids: Sequence[int]) -> None:
     """:class:`ConfigError` unless ``model`` is a token model and every prompt id is in its vocabulary."""
-    if getattr(model, "modality", None) != "sequence":
+    if getattr(model, "modality", None) != "text":
         raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} is not a text model; "
                           "generation needs a sequence model")
     bad = [i for i in prompt_ids if not 0 <= int(i) < model.vocab_size]

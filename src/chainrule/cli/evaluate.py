@@ -1,0 +1,34 @@
+"""``chainrule eval``: exact negative log-likelihood of a data split under a run's best weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from chainrule.cli import options
+
+EXAMPLES = "example:\n  chainrule eval runs/digits-gated --split test"
+
+
+def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
+    e = sub.add_parser("eval", help="test NLL (nats/example, bits/dim) of a trained run", formatter_class=fmt,
+                       description="Exact negative log-likelihood of a split under a run's best weights.",
+                       epilog=EXAMPLES)
+    options.add_run_argument(e)
+    options.add_split(e)
+    options.add_batch_size(e, 256, "examples per forward pass (default 256)")
+    options.add_json(e)
+
+
+def run(a: argparse.Namespace) -> None:
+    from chainrule import api
+
+    res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    elif "bits_per_char" in res:
+        print(f"{res['model']} on {res['data']}: {res['nats_per_token']:.4f} nats/token, "
+              f"{res['bits_per_char']:.4f} bits/char ({res['examples']} windows)")
+    else:
+        print(f"{res['model']} on {res['data']}: {res['nll_nats']:.4f} nats/example, {res['bpd']:.4f} bits/dim "
+              f"({res['examples']} examples)")
