@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from chainrule import cli
+from chainrule.core.contract import Condition
 from chainrule.core.errors import ConfigError
 from chainrule.core.training.checkpoint import save_weights
 from chainrule.export.metadata import METADATA_KEY
@@ -217,7 +218,6 @@ def test_cli_export_missing_run(tmp_path, capsys):
 
 # ------------------------------------------------------------------ forecasters
 def tiny_forecaster(name: str, head: str | None = None):
-
     torch.manual_seed(0)
     model = build_model(name, modality="series", lags=[1, 3], num_time_features=2, head=head,
                         **model_class(name, "series").TINY)
@@ -256,8 +256,9 @@ def test_forecaster_step_reproduces_teacher_forcing(name, head, tmp_path):
     tf = torch.randn(4, y.shape[1], 2, generator=g)
     scale = torch.tensor([1.0, 3.0, 10.0, 0.5])
     with torch.no_grad():
-        ref = model(y, tf, scale).numpy()
-        inputs = model.inputs(y, tf, scale).numpy()
+        cond = Condition(time_features=tf, scale=scale)
+        ref = model(y, cond).transpose(1, 2).numpy()  # (B, T, P)
+        inputs = model.encode(y, cond).numpy()
     sess = session((tmp_path / "f.onnx").read_bytes())
     cache = [np.zeros([4 if d == "batch" else d for d in c["shape"]], np.float32) for c in meta["cache"]]
     for t in range(y.shape[1]):

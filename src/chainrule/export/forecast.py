@@ -16,9 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from chainrule.core.errors import ConfigError
+from chainrule.core.nn.attention import static_step_blocks
+from chainrule.core.runs.kind import RunKind
 from chainrule.export.metadata import FORMAT, VERSION
 from chainrule.export.plan import EXAMPLE_BATCH, ExportPlan
-from chainrule.export.steps import attend_step, kv_specs, rnn_specs, rnn_step, zero_cache
+from chainrule.export.steps import kv_specs, rnn_specs, rnn_step, zero_cache
 
 #: registered forecasters that cannot be exported, with the reason (none today; the tests check this list)
 NOT_EXPORTABLE_FORECASTERS: dict[str, str] = {}
@@ -47,7 +49,7 @@ class AttentionForecastStep(nn.Module):
 
     def forward(self, inputs: Tensor, position: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor, ...]:
         m = self.model
-        h, keys, values = attend_step(m.blocks, m.embed(inputs)[:, None], position, keys, values)
+        h, keys, values = static_step_blocks(m.blocks, m.embed(inputs)[:, None], position, keys, values)
         return m.out(m.ln_f(h))[:, 0], keys, values
 
 
@@ -98,7 +100,7 @@ def forecast_plan(model: nn.Module, spec: dict[str, Any], max_context: int | Non
     for name_in, name_out, shape in wrapper.cache_specs:
         axes[name_in] = axes[name_out] = shape.index("batch")
     meta = {
-        "format": FORMAT, "version": VERSION, "kind": "timeseries", "model": model.name, "graph": "step",
+        "format": FORMAT, "version": VERSION, "kind": RunKind.SERIES.value, "model": model.name, "graph": "step",
         "inputs": ["inputs", "position", *past], "outputs": ["params", *present],
         "cache": [{"input": i, "output": o, "shape": s} for i, o, s in wrapper.cache_specs],
         "head": {"type": model.head.name, "num_params": model.num_params_out}, "num_inputs": model.num_inputs,

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chainrule.core.nn.attention import static_step_blocks
 from chainrule.modalities.text.models.sequence import SequenceModel
-from chainrule.modalities.text.models.transformer import apply_rotary, rotary_tables
 
 #: a cache tensor: (input name, output name, shape with "batch" for the batch axis)
 CacheSpec = tuple[str, str, list[Any]]
@@ -27,32 +26,6 @@ def step_embedding(model: SequenceModel, token: Tensor, position: Tensor) -> Ten
     """The body input ``(B, 1, D)``: the start vector at position 0, the token's embedding after."""
     emb = model.token_embedding(token)
     return torch.where(position == 0, model.start.expand_as(emb), emb).unsqueeze(1)
-
-
-def attend_step(blocks: nn.ModuleList, h: Tensor, position: Tensor, keys: Tensor, values: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor]:
-    """Run pre-norm attention ``blocks`` on one position ``h`` (B, 1, D) against full-size KV buffers
-    ``(layers, B, heads, M, head_dim)``; return ``h`` and the buffers with this position written in."""
-    m = keys.shape[3]
-    slots = torch.arange(m, device=h.device)
-    write = (slots == position).view(1, 1, m, 1)
-    visible = (slots <= position).view(1, 1, 1, m)
-    pos = position.reshape(1)
-    new_keys, new_values = [], []
-    for i, block in enumerate(blocks):
-        attn = block.attn
-        b = h.shape[0]
-        q, k, v = attn.qkv(block.ln1(h)).view(b, 1, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        if attn.rotary:
-            cos, sin = rotary_tables(pos, attn.head_dim)
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        ks, vs = torch.where(write, k, keys[i]), torch.where(write, v, values[i])
-        y = F.scaled_dot_product_attention(q, ks, vs, attn_mask=visible)
-        h = h + attn.proj(y.transpose(1, 2).reshape(b, 1, -1))
-        h = h + block.mlp(block.ln2(h))
-        new_keys.append(ks)
-        new_values.append(vs)
-    return h, torch.stack(new_keys), torch.stack(new_values)
 
 
 def kv_specs(blocks: nn.ModuleList, max_context: int) -> list[CacheSpec]:
@@ -88,7 +61,7 @@ class TransformerStep(nn.Module):
         h = step_embedding(m, token, position)
         if m.position_embedding is not None:
             h = h + m.position_embedding(position.reshape(1))
-        h, keys, values = attend_step(m.blocks, h, position, keys, values)
+        h, keys, values = static_step_blocks(m.blocks, h, position, keys, values)
         return m.lm_head(m.ln_f(h))[:, 0], keys, values
 
 
@@ -119,7 +92,7 @@ class HybridStep(nn.Module):
                 ) -> tuple[Tensor, ...]:
         m = self.model
         out, (h1, c1) = rnn_step(m.rnn, step_embedding(m, token, position), (h0, c0))
-        out, keys, values = attend_step(m.blocks, out, position, keys, values)
+        out, keys, values = static_step_blocks(m.blocks, out, position, keys, values)
         return m.lm_head(m.ln_f(out))[:, 0], h1, c1, keys, values
 
 

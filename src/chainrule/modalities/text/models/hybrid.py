@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.core.heads.base import Head
+from chainrule.core.nn.attention import Block, kv_buffers, layer_norm, run_blocks, step_blocks
 from chainrule.core.nn.recurrent import recurrent_step
 from chainrule.modalities.text.models.sequence import SequenceModel
-from chainrule.modalities.text.models.transformer import Block, kv_buffers, layer_norm, prefill_kv, run_blocks
+from chainrule.modalities.text.models.transformer import prefill_kv
 
 
 class HybridLM(SequenceModel):
@@ -58,7 +59,6 @@ class HybridLM(SequenceModel):
         if cache["pos"] >= self.max_len:
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
         h, cache["state"] = recurrent_step(self.rnn, self.step_input(x_prev, cache), cache["state"])
-        for i, block in enumerate(self.blocks):
-            h = block.step(h, cache, i)
+        h = step_blocks(self.blocks, h, cache)
         cache["pos"] += 1
         return F.linear(layer_norm(self.ln_f, h[:, 0]), self.lm_head.weight), cache
