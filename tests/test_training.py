@@ -144,6 +144,33 @@ def test_ema_weights_are_evaluated_and_saved_as_best(digits, tmp_path):
     assert same_weights(best, ema) and not same_weights(best, live)
 
 
+def test_without_validation_the_final_ema_weights_are_best_and_an_in_memory_fit_writes_nothing(digits, tmp_path,
+                                                                                                 monkeypatch):
+    train, _ = digits
+    opts = dict(steps=13, ema=0.9, checkpoint_every=5, log_every=5)
+    torch.manual_seed(0)
+    s = Trainer(TinyAR(hidden=16), train, None, cfg(**opts), tmp_path / "r").fit()
+    best = load_file(tmp_path / "r" / "best.safetensors")
+    final_ema = load_file(tmp_path / "r" / "checkpoints" / "step-000013.ema.safetensors")
+    live = load_file(tmp_path / "r" / "checkpoints" / "step-000013.safetensors")
+    assert same_weights(best, final_ema) and not same_weights(best, live)
+    assert s["best_val_nll"] is None and s["steps"] == 13 and math.isfinite(s["final_train_nll"])
+    records = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 13]  # the last, partial logging window is logged too
+    # run_dir=None: the same fit in memory, nothing written anywhere
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    before = sorted(tmp_path.rglob("*"))
+    torch.manual_seed(0)
+    model = TinyAR(hidden=16)
+    trainer = Trainer(model, train, None, cfg(**opts), None)
+    mem = trainer.fit()
+    assert sorted(tmp_path.rglob("*")) == before
+    assert mem["run_dir"] is None and mem["best_weights"] is None and mem["last_checkpoint"] is None
+    assert mem["final_train_nll"] == s["final_train_nll"]
+    assert same_weights(trainer.eval_model.state_dict(), best)
+
+
 # ------------------------------------------------------------------ checkpoints
 class Tied(torch.nn.Module):
     def __init__(self) -> None:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from chainrule.core.contract import Condition
 from chainrule.modalities.series import api
 from chainrule.modalities.series.anomaly import one_step_log_probs
 from chainrule.modalities.series.datasets import load_timeseries
@@ -32,10 +31,10 @@ def test_surprisal_equals_the_forecast_density_of_the_next_step(forecaster):
     assert lp.shape == (len(ss.values[0]),) and np.isnan(lp[0]) and np.isfinite(lp[1:]).all()
     model = forecaster.model
     for t in (5, 40, 100, len(ss.values[0]) - 1):
-        batch = history_batch(ss.truncate(t), forecaster.spec, 1)
+        y, hist_cond = history_batch(ss.truncate(t), forecaster.spec, 1)
         with torch.no_grad():
-            params, _ = model.prefill(batch.y, Condition(time_features=batch.time_feats, scale=batch.scale))
-            ref = model.head.log_prob(params, torch.tensor([ss.values[0][t]], dtype=torch.float32), batch.scale)
+            params, _ = model.prefill(y, hist_cond)
+            ref = model.head.log_prob(params, torch.tensor([ss.values[0][t]], dtype=torch.float32), hist_cond.scale)
         assert lp[t] == pytest.approx(float(ref[0]), abs=1e-4)
 
 

@@ -187,3 +187,35 @@ def test_image_and_text_commands_refuse_a_time_series_run(trained, tmp_path, cap
         assert main(argv) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "time-series run" in err and "forecast" in err, err
+
+
+def test_config_file_flags_and_set_merge_like_every_run(tmp_path, capsys):
+    """defaults <- --config <- flags <- --set, for every section; the run's config.yaml has the sections of every
+    run; the warm-up is the configured one (no silent cap for short runs)."""
+    import yaml
+
+    csv = write_csv(tmp_path / "sales.csv")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"source": str(csv), "time": "date", "target": "wrong", "id": "store"},
+                                   "model": {"name": "lstm", "horizon": 7, "hidden_size": 8, "num_layers": 1},
+                                   "train": {"steps": 99, "lr": 0.01}, "output": {"note": "file"}}))
+    run = tmp_path / "run"
+    assert main(["forecast", "train", "--config", str(cfg), "--steps", "6", "--set", "data.target=sales",
+                 "--set", "train.lr=0.002", "--set", "output.note=set", "--run", str(run)]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert list(saved) == ["data", "model", "train", "output", "spec"]
+    assert saved["data"]["target"] == "sales" and saved["data"]["id"] == "store"
+    assert saved["model"]["name"] == "lstm" and saved["model"]["hidden_size"] == 8
+    assert saved["train"]["steps"] == 6 and saved["train"]["lr"] == 0.002  # flag and --set over the file
+    assert saved["train"]["weight_decay"] == 0.01 and saved["train"]["warmup_steps"] == 50  # series defaults
+    assert saved["output"] == {"note": "set"} and saved["spec"]["kind"] == "timeseries"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["windows"] == 2 * (70 - 14 + 1)  # every (series, end) pair
+    assert {"final_train_nll", "parameters", "reason", "wall_time", "model", "head"} <= set(summary)
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == 6 and last["lr"] == pytest.approx(0.002 * 6 / 50)  # still warming up at step 6
+    capsys.readouterr()
+    for bad, needle in ((["--set", "data.colour=red"], "colour"), (["--set", "spec.kind=image"], "spec")):
+        assert main(["forecast", "train", "--config", str(cfg), *bad, "--run", str(tmp_path / "bad")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err

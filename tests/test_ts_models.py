@@ -14,7 +14,7 @@ from chainrule.core.heads import build_head
 from chainrule.modalities.registry import build_model, model_class, model_names
 from chainrule.modalities.series.features import (
     FeatureSpec,
-    WindowSampler,
+    TrainingWindows,
     context_scale,
     ffill_scaled,
     history_batch,
@@ -270,19 +270,27 @@ def test_feature_spec_windows_and_history():
     spec = FeatureSpec.for_series(ss, context=14, horizon=7)
     assert spec.lags == [1, 7, 14, 28] and spec.calendar == ["day_of_week", "day_of_year"]
     assert spec.num_time_features == 5 and spec.history == 42
-    ws = WindowSampler(ss, spec)
-    assert ws.num_windows == 2 * (60 - 21 + 1)
-    b = ws.sample(16, np.random.default_rng(0))
-    assert b.y.shape == (16, 49) and b.time_feats.shape == (16, 49, 5)
-    assert not b.mask[:, :28].any() and torch.equal(b.mask, b.mask & torch.isfinite(b.y))
-    # the last window of series 1 is exactly its last 49 values
-    last = ws.gather(np.array([1]), np.array([60]))
-    np.testing.assert_array_equal(last.y[0].numpy(), ss.values[1][-49:].astype(np.float32))
-    h = history_batch(ss.truncate(53, covariate_extra=7), spec, 7)
-    assert h.y.shape == (2, 42) and h.time_feats.shape == (2, 49, 5)
-    np.testing.assert_array_equal(h.y[1].numpy(), ss.values[1][11:53].astype(np.float32))
+    ws = TrainingWindows(ss, spec)
+    assert len(ws) == ws.num_windows == 2 * (60 - 21 + 1) and ws.labels is None and ws.event_shape == (49,)
+    y, c = ws.get(torch.randperm(len(ws), generator=torch.Generator().manual_seed(0))[:16])
+    assert y.shape == (16, 49) and c.time_features.shape == (16, 49, 5) and c.scale.shape == (16,)
+    assert not c.observed[:, :28].any() and torch.equal(c.observed, c.observed & torch.isfinite(y))
+    # window i is a fixed (series, end): the last index is exactly the last 49 values of series 1
+    y, _ = ws.get(torch.tensor([len(ws) - 1]))
+    np.testing.assert_array_equal(y[0].numpy(), ss.values[1][-49:].astype(np.float32))
+    # every (series, end) pair is one window, so uniform indices weight series by their length
+    series, ends = ws.locate(torch.arange(len(ws)))
+    assert sorted(zip(series.tolist(), ends.tolist(), strict=True)) == [(i, e) for i in (0, 1) for e in range(21, 61)]
+    # fewer windows than a batch: each is listed several times, in equal numbers
+    few = TrainingWindows(ss, spec, min_size=200)
+    assert few.repeats == 3 and len(few) == 3 * few.num_windows
+    assert np.bincount(few.locate(torch.arange(len(few)))[1]).tolist()[21:] == [6] * 40
+    h, hc = history_batch(ss.truncate(53, covariate_extra=7), spec, 7)
+    assert h.shape == (2, 42) and hc.time_features.shape == (2, 49, 5) and hc.observed is None
+    np.testing.assert_array_equal(h[1].numpy(), ss.values[1][11:53].astype(np.float32))
     # the calendar of the forecast steps continues the series' dates (day of week of 2021-04-23 = Friday)
-    dow = np.arctan2(h.time_feats[0, 42, 0].item(), h.time_feats[0, 42, 1].item()) * 7 / (2 * np.pi)
+    tf = hc.time_features
+    dow = np.arctan2(tf[0, 42, 0].item(), tf[0, 42, 1].item()) * 7 / (2 * np.pi)
     assert round(dow) % 7 == pd.Timestamp("2021-04-23").dayofweek
 
 

@@ -23,18 +23,18 @@ from chainrule.core.evaluation.metrics import dataset_nll
 from chainrule.core.evaluation.plots import plot_training_curve
 from chainrule.core.runs.atomic import atomic_write_text
 from chainrule.core.runs.config import build_config
+from chainrule.core.runs.files import METRICS_FILE, PLOTS_DIR, SAMPLES_DIR, TOKENIZER_FILE
+from chainrule.core.runs.kind import RunKind
 from chainrule.core.training.rng import seed_everything
 from chainrule.modalities.image.data.base import ImageDataset
 from chainrule.modalities.image.grids import save_grid
 from chainrule.runs import Run, default_run_dir, open_run
 
-TOKENIZER_FILE = "tokenizer.json"
-
 
 def _model_run(run: Run | str | Path) -> Run:
     """An image or text run; a time-series run gets a :class:`ConfigError` pointing to ``chainrule forecast``."""
     run = run if isinstance(run, Run) else open_run(run)
-    if run.spec.get("kind") == "timeseries":
+    if run.kind is RunKind.SERIES:
         raise ConfigError(f"{run.path} is a time-series run: use 'chainrule forecast predict|backtest' "
                           "(or chainrule.modalities.series.api)")
     return run
@@ -62,7 +62,7 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
     if conditional and train_set.num_classes == 0:
         raise ConfigError(f"model.conditional=true but dataset {cfg['data']['name']!r} has no class labels")
     spec = {
-        "kind": "text" if getattr(train_set, "tokenizer", None) is not None else "image",
+        "kind": (RunKind.TEXT if getattr(train_set, "tokenizer", None) is not None else RunKind.IMAGE).value,
         "event_shape": list(train_set.event_shape),
         "levels": train_set.levels,
         "num_classes": train_set.num_classes if conditional else 0,
@@ -80,7 +80,7 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
     net = run.build_model()
     if _is_rank_zero():
         path.mkdir(parents=True, exist_ok=True)
-        if spec["kind"] == "text":
+        if run.kind is RunKind.TEXT:
             train_set.tokenizer.save(path / TOKENIZER_FILE)
         run.save_config()
     return run, net, splits
@@ -110,26 +110,28 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
 
 def _is_rank_zero() -> bool:
     """True in a single process and on rank 0 under torchrun (which sets RANK)."""
-    return os.environ.get("RANK", "0") == "0"
+    from chainrule.core.training.distributed import is_main_process
+
+    return is_main_process()
 
 
 def finish_run(run: Run) -> None:
     """Write the training-curve PNG and a sample grid for a finished run."""
-    plot_training_curve(run.path / "metrics.jsonl", run.path / "plots" / "training_curve.png",
+    plot_training_curve(run.path / METRICS_FILE, run.path / PLOTS_DIR / "training_curve.png",
                         title=f"{run.config['model']['name']} on {run.spec['data']}")
     out = run.config.get("output", {})
     n = int(out.get("samples", 64))
-    if run.spec.get("kind") == "text":
+    if run.kind is RunKind.TEXT:
         if n > 0:
             texts = generate_texts(run, "", num_samples=min(n, 4), max_new_tokens=200, seed=0,
                                    temperature=float(out.get("temperature", 1.0)))
-            atomic_write_text(run.path / "samples" / "final.txt",
+            atomic_write_text(run.path / SAMPLES_DIR / "final.txt",
                               "".join(f"=== sample {i + 1} ===\n{t}\n" for i, t in enumerate(texts)))
         return
     if n > 0:
         model = run.load_model()
         x = sample(run, n, temperature=float(out.get("temperature", 1.0)), seed=0, model=model)
-        save_grid(x, run.spec["levels"], run.path / "samples" / "final.png")
+        save_grid(x, run.spec["levels"], run.path / SAMPLES_DIR / "final.png")
 
 
 def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
@@ -215,7 +217,7 @@ def load_text_run(run: Run | str | Path, device: str | None = None) -> tuple[Aut
     from chainrule.modalities.text.data.tokenizers import load_tokenizer
 
     run = _model_run(run)
-    if run.spec.get("kind") != "text":
+    if run.kind is not RunKind.TEXT:
         raise ConfigError(f"{run.path}: not a text run; generate needs a language model "
                           "('chainrule sample' draws images)")
     path = run.path / TOKENIZER_FILE

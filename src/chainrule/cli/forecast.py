@@ -6,7 +6,18 @@ import argparse
 import json
 from typing import Any
 
-from chainrule.core.errors import ConfigError
+from chainrule.cli.options import (
+    add_config,
+    add_device,
+    add_json,
+    add_num_samples,
+    add_out,
+    add_resume,
+    add_run_option,
+    add_seed,
+    add_set,
+)
+from chainrule.core.errors import ChainruleError, ConfigError
 
 EXAMPLES = {
     "train": """examples:
@@ -14,7 +25,9 @@ EXAMPLES = {
   chainrule forecast train sales.csv --time week --target units --id store --head negative_binomial --horizon 8
   chainrule forecast train load.parquet --time ts --target mw --covariates temp,holiday --horizon 24 --freq h
   chainrule forecast train msft --model transformer --steps 2000       # a registered dataset
-  chainrule forecast train airpassengers --model lstm --set model.hidden_size=64 --set train.weight_decay=0""",
+  chainrule forecast train airpassengers --model lstm --set model.hidden_size=64 --set train.weight_decay=0
+  chainrule forecast train --config prices.yaml --set train.lr=3e-4 --run runs/prices   # data/model/train/output
+  chainrule forecast train --resume --run runs/prices     # continue exactly where it stopped""",
     "predict": """examples:
   chainrule forecast predict runs/prices --out forecast.csv             # also writes forecast.png
   chainrule forecast predict runs/prices --data new.csv --quantiles 0.1,0.5,0.9 --num-samples 500 --seed 1""",
@@ -40,26 +53,28 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--freq", help="pandas frequency (D, B, W, MS, QS, YS, h, ...); default: inferred")
 
 
-def _model_args(p: argparse.ArgumentParser, with_horizon: bool = True) -> None:
+def _model_args(p: argparse.ArgumentParser, train: bool = False) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--head", choices=["gaussian", "student_t", "negative_binomial", "squared_error"],
                    help="output distribution (default: squared_error for lstm, student_t otherwise)")
-    if with_horizon:
-        g.add_argument("--horizon", type=int, help="steps to forecast (default: the dataset's horizon)")
+    g.add_argument("--horizon", type=int, help="steps to forecast (default: the dataset's horizon)")
     g.add_argument("--context", type=int, help="context points before each forecast origin (default: "
                                                "max(horizon, season))")
     g.add_argument("--lags", metavar="1,7,...", help="lagged inputs (default: from the frequency)")
     g.add_argument("--no-calendar", action="store_true", help="no calendar (day/month...) features")
-    g.add_argument("--steps", type=int, help="training steps (default 1000)")
-    g.add_argument("--batch-size", type=int, help="windows per step (default 64)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    g.add_argument("--steps", type=int, help="training steps, train.steps (default 1000)")
+    g.add_argument("--batch-size", type=int, help="windows per step, train.batch_size (default 64)")
+    g.add_argument("--lr", type=float, help="peak learning rate, train.lr (default 1e-3): reached by a linear warm-up "
+                                            "over the first train.warmup_steps steps (default 50), then decayed "
+                                            "along a cosine to train.min_lr_ratio x lr (default 0.1) at the last "
+                                            "step")
     g.add_argument("--max-seconds", type=float, help="training time budget in seconds (default: none)")
-    g.add_argument("--device", help="auto (default), cpu, cuda, ...")
-    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="model.* architecture or train.* option, e.g. model.hidden_size=64 (repeatable)")
+    add_device(g, help="auto (default), cpu, cuda, ...")
+    add_set(g, help="a config value, e.g. model.hidden_size=64 or train.weight_decay=0 (repeatable)"
+            if train else "model.* architecture or train.* option, e.g. model.hidden_size=64 (repeatable)")
 
 
-def add_forecast_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+def add_parser(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """Register ``forecast`` and its subcommands on the top-level parser."""
     f = sub.add_parser("forecast", help="time-series forecasting: train, predict, backtest, stability",
                        formatter_class=fmt,
@@ -70,15 +85,23 @@ def add_forecast_parser(sub: argparse._SubParsersAction, fmt: type[argparse.Help
     fs = f.add_subparsers(dest="forecast_command", metavar="COMMAND", required=True)
 
     t = fs.add_parser("train", help="train a forecaster into a run directory", formatter_class=fmt,
-                      description="Train on random windows of every series. Writes RUN/config.yaml, "
-                                  "best.safetensors, metrics.jsonl and summary.json.", epilog=EXAMPLES["train"])
-    t.add_argument("data", metavar="DATA", help="CSV/Parquet file or a dataset name (see 'chainrule forecast "
-                                                "datasets')")
-    t.add_argument("--model", default="deepar", help="lstm, deepar (default) or transformer")
-    t.add_argument("--seed", type=int, default=0, help="seed of the weights and training windows (default 0)")
-    t.add_argument("--run", metavar="DIR", help="run directory (default: runs/DATA-MODEL-TIME)")
+                      description="Train on every window of every series (reshuffled each epoch) with the trainer "
+                                  "'chainrule train' uses (checkpoints, exact --resume, train.ema, torchrun). "
+                                  "Writes RUN/config.yaml, checkpoints/, best.safetensors (the final weights), "
+                                  "metrics.jsonl and summary.json. The configuration merges as for 'chainrule "
+                                  "train': defaults <- --config <- flags <- --set. Sections: data (source, time, "
+                                  "target, id, covariates, freq), model (name, head, horizon, context, lags, "
+                                  "calendar and the architecture's options), train (as 'chainrule train'), output.",
+                      epilog=EXAMPLES["train"])
+    t.add_argument("data", metavar="DATA", nargs="?",
+                   help="CSV/Parquet file or a dataset name (see 'chainrule forecast datasets'); data.source")
+    t.add_argument("--model", help="lstm, deepar (default) or transformer; model.name")
+    add_seed(t, help="seed of the weights and the order of the training windows, train.seed (default 0)")
+    add_config(t)
+    add_run_option(t, help="run directory (default: runs/DATA-MODEL-TIME)")
+    add_resume(t)
     _data_args(t)
-    _model_args(t)
+    _model_args(t, train=True)
 
     p = fs.add_parser("predict", help="forecast CSV + fan chart PNG from a trained run", formatter_class=fmt,
                       description="Forecast each series from its last observed value. The CSV has one row per "
@@ -86,14 +109,14 @@ def add_forecast_parser(sub: argparse._SubParsersAction, fmt: type[argparse.Help
                                   "history, median and the 50% and 90% bands.", epilog=EXAMPLES["predict"])
     p.add_argument("run", metavar="RUN", help="run directory written by 'chainrule forecast train'")
     p.add_argument("--data", help="data to forecast from (default: the run's training data); same columns")
-    p.add_argument("--out", default="forecast.csv", help="output CSV (default forecast.csv)")
+    add_out(p, "forecast.csv", "output CSV (default forecast.csv)", metavar="FILE.csv")
     p.add_argument("--plot", metavar="PATH", help="fan chart PNG (default: the --out path with .png)")
     p.add_argument("--no-plot", action="store_true", help="do not write the fan chart")
     p.add_argument("--quantiles", default="0.05,0.5,0.95", help="comma-separated quantiles (default 0.05,0.5,0.95)")
-    p.add_argument("--num-samples", type=int, default=100, help="sample paths per series (default 100)")
+    add_num_samples(p, 100, "sample paths per series (default 100)")
     p.add_argument("--horizon", type=int, help="steps to forecast (default: the run's horizon)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--device", default="auto")
+    add_seed(p, help="sampling seed (default 0)")
+    add_device(p, default="auto", help="auto (default), cpu, cuda, ...")
 
     for name, helptext, desc in (
         ("backtest", "rolling-origin backtest of a model or run beside baselines",
@@ -110,8 +133,8 @@ def add_forecast_parser(sub: argparse._SubParsersAction, fmt: type[argparse.Help
         b.add_argument("--data", help="CSV/Parquet file or dataset name (default: a run's training data)")
         b.add_argument("--windows", type=int, default=3 if name == "backtest" else 1,
                        help=f"backtest windows (default {3 if name == 'backtest' else 1})")
-        b.add_argument("--num-samples", type=int, default=100, help="sample paths per forecast (default 100)")
-        b.add_argument("--seed", type=int, default=0, help="first training seed and the sampling seed (default 0)")
+        add_num_samples(b, 100, "sample paths per forecast (default 100)")
+        add_seed(b, help="first training seed and the sampling seed (default 0)")
         b.add_argument("--seeds", type=int, default=1 if name == "backtest" else 3,
                        help="number of training runs for the stability check")
         b.add_argument("--start-shift", type=int, help="points dropped per run from each series' start "
@@ -119,8 +142,8 @@ def add_forecast_parser(sub: argparse._SubParsersAction, fmt: type[argparse.Help
         if name == "backtest":
             b.add_argument("--baselines", default="", metavar="A,B",
                            help="comparators: naive, snaive, drift, theta, autoets, autoarima")
-        b.add_argument("--out", metavar="FILE.csv", help="also write the table as CSV")
-        b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        add_out(b, None, "also write the table as CSV", metavar="FILE.csv")
+        add_json(b, help="print JSON instead of a table")
         _data_args(b)
         _model_args(b)
 
@@ -174,10 +197,18 @@ def _write_csv(frame, path: str) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def _train(a: argparse.Namespace) -> None:
+    from chainrule.core.training.distributed import is_main_process
     from chainrule.modalities.series import api
 
-    run = api.train_forecaster(a.data, a.model, horizon=a.horizon, run_dir=a.run, steps=a.steps or 1000, seed=a.seed,
-                               progress=True, **_data_kwargs(a), **_options(a))
+    if not a.resume and not a.data and not a.config:
+        raise ChainruleError("forecast train needs DATA (or --config); see 'chainrule forecast train --help'")
+    run = api.train_forecaster(a.data, a.model, horizon=a.horizon, context=a.context, run_dir=a.run, steps=a.steps,
+                               seed=a.seed, batch_size=a.batch_size, lr=a.lr, max_seconds=a.max_seconds,
+                               lags=_ints(a.lags, "--lags"), calendar=False if a.no_calendar else None,
+                               device=a.device, head=a.head, config_file=a.config, overrides=a.overrides,
+                               resume=a.resume, **_data_kwargs(a))
+    if not is_main_process():
+        return
     s = run.spec
     print(f"run written to {run.path} ({s['model']} with {s['head']} head, {s['series']} series, "
           f"context {s['context']}, horizon {s['horizon']}, lags {','.join(map(str, s['lags']))})")
@@ -245,11 +276,11 @@ def _datasets(_: argparse.Namespace) -> None:
 
 
 def _models(_: argparse.Namespace) -> None:
-    from chainrule.core.heads.continuous import HEADS
-    from chainrule.modalities.series.models.registry import FORECAST_MODELS, forecast_model_class
+    from chainrule.core.heads import CONTINUOUS_HEADS as HEADS
+    from chainrule.modalities.registry import model_class, model_names
 
-    for name in FORECAST_MODELS:
-        cls = forecast_model_class(name)
+    for name in model_names("series"):
+        cls = model_class(name, "series")
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:12s} {doc}  [default head {cls.default_head}]")
     print(f"heads: {', '.join(HEADS)}")
@@ -259,5 +290,5 @@ SUBCOMMANDS = {"train": _train, "predict": _predict, "backtest": _backtest, "sta
                "datasets": _datasets, "models": _models}
 
 
-def run_forecast(a: argparse.Namespace) -> None:
+def run(a: argparse.Namespace) -> None:
     SUBCOMMANDS[a.forecast_command](a)

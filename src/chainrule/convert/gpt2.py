@@ -19,10 +19,11 @@ from torch import Tensor
 
 from chainrule.core.errors import ChainruleError, CheckpointError, ConfigError
 from chainrule.core.runs.atomic import remove_stale_temporaries
+from chainrule.core.runs.files import BEST_WEIGHTS, TOKENIZER_FILE
+from chainrule.core.runs.kind import RunKind
 from chainrule.core.training.checkpoint import save_weights
-from chainrule.runs import BEST_WEIGHTS, Run, open_run
+from chainrule.runs import Run, open_run
 
-TOKENIZER_FILE = "tokenizer.json"
 EOS_TOKEN = "<|endoftext|>"
 #: GPT2Config defaults, used for keys a config.json leaves out (as transformers does)
 DEFAULTS: dict[str, Any] = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
@@ -201,8 +202,9 @@ def import_gpt2(hf_dir: str | Path, run_dir: str | Path) -> Run:
         "data": {"name": None, "note": f"imported GPT-2 weights ({name}); no training data"},
         "model": model_section(cfg),
         "train": {},
-        "spec": {"kind": "text", "event_shape": [1, int(cfg["n_positions"])], "levels": int(cfg["vocab_size"]),
-                 "num_classes": 0, "class_names": [], "data": f"imported GPT-2 ({name})"},
+        "spec": {"kind": RunKind.TEXT.value, "event_shape": [1, int(cfg["n_positions"])],
+                 "levels": int(cfg["vocab_size"]), "num_classes": 0, "class_names": [],
+                 "data": f"imported GPT-2 ({name})"},
     })
     hf_tensors = read_gpt2_weights(src)
     try:

@@ -1,4 +1,9 @@
-"""The shared ancestral sampling loop: the only Python loop over positions in the library."""
+"""The shared ancestral sampling loop over the positions of fixed-shape data (images, any ``(C, *S)`` event).
+
+Python loops over positions exist only where sampling is inherently sequential: this loop, the token loop of
+text generation (:mod:`chainrule.modalities.text.generation.loop`, with its logits processors and stop rules)
+and the forecast roll-out of the series base class. Training and evaluation are vectorised over positions.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from chainrule.core.errors import CheckpointError, ConfigError
+from chainrule.core.runs.files import TOKENIZER_FILE
+from chainrule.core.runs.kind import RunKind
 
 FORMATS = ("onnx",)
 
@@ -24,11 +26,11 @@ def export_run(run: Any, out: str | os.PathLike, fmt: str = "onnx", max_context:
         raise ConfigError(f"unknown export format {fmt!r}; available: {', '.join(FORMATS)}")
     run = run if isinstance(run, Run) else open_run(run)
     extra: dict[str, Any] = {"spec": run.spec, "run_model": run.config.get("model", {})}
-    if run.spec.get("kind") == "timeseries":
+    if run.kind is RunKind.SERIES:
         from chainrule.export.forecast import export_forecast_run
 
         return export_forecast_run(run, Path(out), max_context, extra)
-    if run.spec.get("kind") == "text":
+    if run.kind is RunKind.TEXT:
         extra["tokenizer"] = _tokenizer_dict(run.path)
     from chainrule.export.onnx import export_model
 
@@ -38,7 +40,6 @@ def export_run(run: Any, out: str | os.PathLike, fmt: str = "onnx", max_context:
 
 def _tokenizer_dict(run_path: Path) -> dict[str, Any]:
     """The run's tokenizer as its JSON dictionary (validated by loading it)."""
-    from chainrule.api import TOKENIZER_FILE
     from chainrule.modalities.text.data.tokenizers import load_tokenizer
 
     path = run_path / TOKENIZER_FILE

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from chainrule.core.errors import ChainruleError
+from chainrule.core.runs.kind import RunKind
 from chainrule.serve import forecast as forecast_work
 from chainrule.serve import images, text
 from chainrule.serve.batching import MicroBatcher
@@ -33,10 +34,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
                                            "base-uri 'none'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-USE = {"text": "/v1/generate", "image": "/v1/sample", "timeseries": "/v1/forecast"}
+USE = {RunKind.TEXT: "/v1/generate", RunKind.IMAGE: "/v1/sample", RunKind.SERIES: "/v1/forecast"}
 
 
-def pick(models: dict[str, ServedModel], name: str | None, kinds: tuple[str, ...], endpoint: str) -> ServedModel:
+def pick(models: dict[str, ServedModel], name: str | None, kinds: tuple[RunKind, ...], endpoint: str) -> ServedModel:
     """The requested model (looked up by name only); 404 for an unknown name, 400 for the wrong kind."""
     if name is None:
         fits = [m for m in models.values() if m.kind in kinds]
@@ -85,7 +86,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
 
     def batcher(served: ServedModel) -> MicroBatcher:
         if served.name not in batchers:
-            fn = ((lambda ex: text.token_log_prob(served.model, ex)) if served.kind == "text"
+            fn = ((lambda ex: text.token_log_prob(served.model, ex)) if served.kind is RunKind.TEXT
                   else (lambda ex: images.image_log_prob(served, ex)))
             batchers[served.name] = MicroBatcher(fn, worker)
         return batchers[served.name]
@@ -110,7 +111,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
         deadline = Deadline(limits.timeout_s)
-        served = pick(models, req.model, ("text",), "/v1/generate")
+        served = pick(models, req.model, (RunKind.TEXT,), "/v1/generate")
         _cap(req.max_new_tokens, limits.max_new_tokens, "max_new_tokens")
         _cap(req.num_samples, limits.max_samples, "num_samples")
         seed = text.pick_seed(req.seed)
@@ -144,7 +145,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/sample", response_class=Response)
     async def sample(req: SampleRequest) -> Response:
         deadline = Deadline(limits.timeout_s)
-        served = pick(models, req.model, ("image",), "/v1/sample")
+        served = pick(models, req.model, (RunKind.IMAGE,), "/v1/sample")
         _cap(req.num_samples, limits.max_samples, "num_samples")
         seed = text.pick_seed(req.seed)
         if req.cls is not None:
@@ -157,11 +158,11 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/log_prob")
     async def log_prob(req: LogProbRequest) -> dict[str, Any]:
         deadline = Deadline(limits.timeout_s)
-        given = {k for k, v in (("text", req.texts), ("image", req.images), ("timeseries", req.series))
+        given = {k for k, v in ((RunKind.TEXT, req.texts), (RunKind.IMAGE, req.images), (RunKind.SERIES, req.series))
                  if v is not None}
-        kinds = tuple(given) if req.model is None and len(given) == 1 else ("text", "image", "timeseries")
+        kinds = tuple(given) if req.model is None and len(given) == 1 else tuple(RunKind)
         served = pick(models, req.model, kinds, "/v1/log_prob")
-        if served.kind == "timeseries":
+        if served.kind is RunKind.SERIES:
             if req.series is None or req.texts is not None or req.images is not None:
                 raise HTTPException(422, f"model {served.name!r} is a forecaster: send 'series' (lists of numbers, "
                                          "null for missing)")
@@ -169,7 +170,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                 _cap(len(s), limits.max_history, "series length")
             async with forecast_slots:
                 results = await worker.call(deadline, forecast_work.surprisal, served, req.series, req.start)
-        elif served.kind == "text":
+        elif served.kind is RunKind.TEXT:
             if req.texts is None or req.images is not None or req.cls is not None:
                 raise HTTPException(422, f"model {served.name!r} is a text model: send 'texts' (a list of strings)")
             ids = text.encode_texts(served, req.texts)
@@ -188,7 +189,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/forecast")
     async def forecast(req: ForecastRequest) -> dict[str, Any]:
         deadline = Deadline(limits.timeout_s)
-        served = pick(models, req.model, ("timeseries",), "/v1/forecast")
+        served = pick(models, req.model, (RunKind.SERIES,), "/v1/forecast")
         _cap(len(req.history), limits.max_history, "history length")
         if all(v is None for v in req.history):
             raise HTTPException(422, "history: every value is missing (null)")

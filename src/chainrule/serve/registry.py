@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainrule.core.errors import CheckpointError, ConfigError
+from chainrule.core.errors import ConfigError
+from chainrule.core.runs.kind import RunKind
 from chainrule.runs import Run, open_run
-
-KINDS = ("text", "image", "timeseries")
 
 
 @dataclass
@@ -26,7 +25,7 @@ class ServedModel:
     for time series, whose requests go through ``chainrule.modalities.series.api.forecast_from_history``."""
 
     name: str
-    kind: str
+    kind: RunKind
     run: Run
     model: Any = None
     tokenizer: Any = None
@@ -49,10 +48,10 @@ class ServedModel:
         if self.model is not None:
             out["num_classes"] = self.model.num_classes
             out["class_names"] = list(spec.get("class_names", []))[: self.model.num_classes]
-        if self.kind == "text":
+        if self.kind is RunKind.TEXT:
             out["context"] = int(self.model.max_len)
             out["vocab_size"] = int(self.model.vocab_size)
-        elif self.kind == "image":
+        elif self.kind is RunKind.IMAGE:
             out["event_shape"] = list(self.model.event_shape)
             out["levels"] = int(spec["levels"])
         out.update(self.extra)
@@ -78,15 +77,13 @@ def _stateful(model: Any) -> bool:
 def load_one(name: str, path: Path, device: str | None) -> ServedModel:
     """Load one run; :class:`CheckpointError`/:class:`ConfigError` name the run and the problem."""
     run = open_run(path)
-    kind = run.spec.get("kind", "image")
-    if kind not in KINDS:
-        raise CheckpointError(f"{path}: unknown run kind {kind!r}; serve handles {', '.join(KINDS)}")
-    if kind == "text":
+    kind = run.kind
+    if kind is RunKind.TEXT:
         from chainrule.api import load_text_run
 
         model, tokenizer = load_text_run(run, device)
         return ServedModel(name, kind, run, model=model.eval(), tokenizer=tokenizer)
-    if kind == "image":
+    if kind is RunKind.IMAGE:
         model = run.load_model(device).eval()
         return ServedModel(name, kind, run, model=model, lock=threading.Lock() if _stateful(model) else None)
     try:

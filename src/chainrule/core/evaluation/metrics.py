@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from chainrule.core.contract import Condition
+
 
 class IndexedDataset(Protocol):
-    """What training and evaluation need of a split: indexed examples with their conditioning."""
+    """What training and evaluation need of a split: indexed examples with their conditioning.
+
+    ``get`` returns ``(x, cond)``: class labels (or None) for images and text, a :class:`Condition` for series
+    windows. The trainer draws a seeded permutation of ``range(len(ds))`` per epoch and tells the dataset the
+    epoch first (``set_epoch``, for per-epoch randomness such as dynamic binarisation).
+    """
+
+    labels: Tensor | None
+    event_shape: tuple[int, ...]
 
     def __len__(self) -> int: ...
-    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | None]: ...
+    def get(self, indices: Tensor) -> tuple[Tensor, Tensor | Condition | None]: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def describe(self) -> str: ...
 
 
 def bits_per_dim(nll_nats: float, num_dims: int) -> float:
@@ -21,8 +33,10 @@ def bits_per_dim(nll_nats: float, num_dims: int) -> float:
     return nll_nats / (num_dims * math.log(2.0))
 
 
-def conditioning(model: nn.Module, y: Tensor | None) -> Tensor | None:
-    """Labels to pass as ``cond``: only to class-conditional models."""
+def conditioning(model: nn.Module, y: Any) -> Tensor | Condition | None:
+    """What to pass as ``cond``: a :class:`Condition` as it is; class labels only to class-conditional models."""
+    if isinstance(y, Condition):
+        return y
     return y if getattr(model, "num_classes", 0) > 0 else None
 
 

@@ -1,4 +1,5 @@
-"""Run configuration: one YAML document with ``data``, ``model`` and ``train`` sections.
+"""Run configuration: one YAML document with ``data``, ``model``, ``train`` and ``output`` sections, for every
+kind of run (image, text and forecasting runs differ only in their defaults and the keys each section takes).
 
 ``--set section.key=value`` overrides parse ``value`` as YAML (so ``3``, ``1e-3``, ``true``, ``[64, 64]``
 have their natural types). Everything needed to rebuild the model and data pipeline is saved with a run.
@@ -75,20 +76,29 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def build_config(dataset: str | None, model: str | None, config_file: str | Path | None = None,
-                 overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Defaults <- config file <- positional dataset/model <- ``--set`` overrides."""
-    cfg = default_config()
-    if config_file:
-        cfg = merge(cfg, read_yaml(config_file))
-    if dataset:
-        cfg["data"]["name"] = dataset
-    if model:
-        cfg["model"]["name"] = model
+def without_none(flags: dict[str, Any]) -> dict[str, Any]:
+    """Command-line flags as a config layer: options left unset (None) are dropped, section by section."""
+    return {k: without_none(v) if isinstance(v, dict) else v for k, v in flags.items() if v is not None}
+
+
+def resolve_config(defaults: dict[str, Any], config_file: str | Path | None = None,
+                   flags: dict[str, Any] | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The one merge order of every kind of run: ``defaults`` <- config file <- flags (None = not given) <-
+    ``--set`` overrides; every section must end up a mapping."""
+    cfg = merge(defaults, read_yaml(config_file)) if config_file else copy.deepcopy(defaults)
+    cfg = merge(cfg, without_none(flags or {}))
     cfg = merge(cfg, parse_set(overrides))
     for section in SECTIONS:
         if not isinstance(cfg.get(section), dict):
             raise ConfigError(f"config section {section!r} must be a mapping")
+    return cfg
+
+
+def build_config(dataset: str | None, model: str | None, config_file: str | Path | None = None,
+                 overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """An image/text run's config: defaults <- config file <- positional dataset/model <- ``--set`` overrides."""
+    cfg = resolve_config(default_config(), config_file, {"data": {"name": dataset}, "model": {"name": model}},
+                         overrides)
     if not cfg["data"].get("name"):
         raise ConfigError("no dataset given (positional DATASET or data.name in the config)")
     if not cfg["model"].get("name"):

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from chainrule.core.errors import CheckpointError
 from chainrule.core.runs.atomic import atomic_write, atomic_write_bytes, remove_stale_temporaries  # noqa: F401
+from chainrule.core.runs.files import CHECKPOINTS_DIR
 
 STATE_FORMAT = "chainrule-trainer-state"
 _STEP_RE = re.compile(r"^step-(\d+)\.state\.pt$")
@@ -134,7 +135,7 @@ class CheckpointFiles:
 
     @classmethod
     def at(cls, run_dir: str | os.PathLike, step: int) -> CheckpointFiles:
-        d = Path(run_dir) / "checkpoints"
+        d = Path(run_dir) / CHECKPOINTS_DIR
         stem = f"step-{step:06d}"
         return cls(step, d / f"{stem}.safetensors", d / f"{stem}.ema.safetensors", d / f"{stem}.state.pt")
 
@@ -144,7 +145,7 @@ class CheckpointFiles:
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointFiles]:
     """Checkpoints whose state file exists, oldest first (their contents are not checked here)."""
-    d = Path(run_dir) / "checkpoints"
+    d = Path(run_dir) / CHECKPOINTS_DIR
     if not d.is_dir():
         return []
     steps = sorted(int(m.group(1)) for p in d.iterdir() if (m := _STEP_RE.match(p.name)))
@@ -196,7 +197,7 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int, current_step: int) 
     if len(done) <= keep:
         return
     oldest_kept = done[-keep].step
-    d = Path(run_dir) / "checkpoints"
+    d = Path(run_dir) / CHECKPOINTS_DIR
     for p in d.glob("step-*"):
         m = re.match(r"^step-(\d+)\.", p.name)
         if m and int(m.group(1)) < oldest_kept:

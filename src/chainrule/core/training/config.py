@@ -20,7 +20,9 @@ _FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "max_
 class TrainConfig:
     """Options of one training run.
 
-    ``batch_size`` is the global batch (split across processes under torchrun). ``eval_every``,
+    ``batch_size`` is the global batch (split across processes under torchrun). ``warmup_steps``: the learning
+    rate rises linearly from ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps`` steps, then decays
+    along a half cosine to ``min_lr_ratio · lr`` at the last step (0 = no warm-up). ``eval_every``,
     ``checkpoint_every``: 0 = only at the end. ``patience``: evaluations without a new best validation
     NLL before stopping (0 = never). ``grad_clip`` / ``ema``: 0 = off. ``keep_checkpoints``: 0 = keep all.
     ``max_seconds``: a wall-clock training budget (0 = none); when it runs out the run evaluates,

@@ -24,6 +24,11 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def is_main_process() -> bool:
+    """True in a single process and on rank 0 under torchrun (which sets RANK): the one that writes run files."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @dataclass
 class DistContext:
     """Rank information plus the few collectives the trainer needs (identity when single-process)."""

@@ -18,11 +18,11 @@ def finite_or_none(v: Any) -> Any:
 
 
 class MetricsLog:
-    """Appends records to ``path``; inactive (writes nothing) on non-zero ranks."""
+    """Appends records to ``path``; inactive (writes nothing) on non-zero ranks and without a path (in-memory fits)."""
 
-    def __init__(self, path: Path, active: bool = True) -> None:
-        self.path = Path(path)
-        self.active = active
+    def __init__(self, path: Path | None, active: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        self.active = active and self.path is not None
 
     def truncate_after(self, step: int) -> None:
         """Drop records newer than ``step`` (written by a run that was killed after its last checkpoint)."""

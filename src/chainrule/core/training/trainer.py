@@ -1,7 +1,9 @@
-"""The training loop: AdamW + warm-up/cosine, EMA, evaluation, early stopping, exact resume, DDP.
+"""The training loop of every modality: AdamW + warm-up/cosine, EMA, evaluation, early stopping, exact resume, DDP.
 
-Run directory: ``metrics.jsonl``, ``best.safetensors`` (best validation NLL; EMA weights when EMA is on),
-``checkpoints/step-NNNNNN.{safetensors,ema.safetensors,state.pt}`` and ``summary.json``.
+Run directory: ``metrics.jsonl``, ``best.safetensors`` (best validation NLL, or the final weights when there is
+no validation set; EMA weights when EMA is on), ``checkpoints/step-NNNNNN.{safetensors,ema.safetensors,state.pt}``
+and ``summary.json``. Without a run directory the fit happens in memory and writes nothing (backtests and
+stability checks fit many throw-away models).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm.auto import tqdm
 
 from chainrule.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from chainrule.core.evaluation.metrics import IndexedDataset, bits_per_dim, conditioning
+from chainrule.core.runs.files import BEST_WEIGHTS, CHECKPOINTS_DIR, METRICS_FILE, SUMMARY_FILE
 from chainrule.core.training.batching import batch_at, epoch_permutation
 from chainrule.core.training.checkpoint import (
     CheckpointFiles,
@@ -65,6 +68,7 @@ class Progress:
     window_nll: float = 0.0
     window_grad_norm: float = 0.0
     window_count: int = 0
+    last_train_nll: float | None = None
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Progress:
@@ -85,19 +89,25 @@ def grad_norm(params: list[nn.Parameter], clip: float) -> Tensor:
 class Trainer:
     """Fit ``model`` on ``train_set``, evaluating on ``val_set`` (may be None), writing into ``run_dir``.
 
+    The model's ``loss(x, cond)`` is the objective; ``cond`` is what the dataset's ``get`` returns beside
+    ``x`` (class labels for class-conditional models, a :class:`~chainrule.core.contract.Condition` as it is).
     Models with ``closed_form = True`` and a ``fit_counts(dataset)`` method are fitted by that one call.
     With ``resume=True`` the newest complete checkpoint in ``run_dir`` is loaded and training continues
-    exactly where it stopped. Launch under ``torchrun`` for data-parallel training.
+    exactly where it stopped. ``run_dir=None`` fits in memory and writes nothing. ``summary_extra``: facts
+    the caller wants in the summary (e.g. what the model and data were). Launch under ``torchrun`` for
+    data-parallel training.
     """
 
     def __init__(self, model: nn.Module, train_set: IndexedDataset, val_set: IndexedDataset | None,
-                 cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
+                 cfg: TrainConfig, run_dir: str | Path | None, resume: bool = False,
+                 summary_extra: dict[str, Any] | None = None) -> None:
         self.model = model
         self.train_set = train_set
         self.val_set = val_set
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume = resume
+        self.summary_extra = dict(summary_extra or {})
         self.closed_form = bool(getattr(model, "closed_form", False)) and callable(getattr(model, "fit_counts",
                                                                                               None))
         self._check()
@@ -106,7 +116,11 @@ class Trainer:
         self.ema: EMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_checkpoint: CheckpointFiles | None = None
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(self._file(METRICS_FILE))
+
+    def _file(self, name: str) -> Path | None:
+        """``name`` inside the run directory; None for an in-memory fit."""
+        return None if self.run_dir is None else self.run_dir / name
 
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
@@ -125,7 +139,9 @@ class Trainer:
             raise ConfigError("the model is class-conditional but the training set has no labels")
         if cfg.curriculum:
             self._check_curriculum()
-        if not self.resume and list_checkpoints(self.run_dir):
+        if self.resume and self.run_dir is None:
+            raise ConfigError("resuming needs the run directory that holds the checkpoints")
+        if not self.resume and self.run_dir is not None and list_checkpoints(self.run_dir):
             raise CheckpointError(f"{self.run_dir}: already holds checkpoints; resume the run or choose a new "
                                   "run directory")
 
@@ -164,17 +180,19 @@ class Trainer:
             torch.set_num_threads(self.cfg.num_threads)
         with distributed_context(self.cfg.device) as (ctx, device):
             self.ctx, self.device = ctx, device
-            self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", active=ctx.is_main)
-            if ctx.is_main:
+            self.metrics = MetricsLog(self._file(METRICS_FILE), active=ctx.is_main)
+            if ctx.is_main and self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                remove_stale_temporaries(self.run_dir / "checkpoints")
+                remove_stale_temporaries(self.run_dir / CHECKPOINTS_DIR)
                 remove_stale_temporaries(self.run_dir)
             ctx.barrier()
             self.model.to(device)
             progress = self._fit_closed_form() if self.closed_form else self._fit_sgd()
+            if self.val_set is None:
+                self._save_best(progress)  # nothing to select by: the final weights are the ones to use
             summary = self._summary(progress)
-            if ctx.is_main:
-                atomic_write_bytes(self.run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+            if ctx.is_main and self.run_dir is not None:
+                atomic_write_bytes(self.run_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
             return summary
 
     # ------------------------------------------------------------------ SGD
@@ -227,14 +245,15 @@ class Trainer:
                 p.window_nll += loss_val
                 p.window_grad_norm += gnorm
                 p.window_count += 1
+                p.last_train_nll = loss_val
                 bar.update(1)
                 bar.set_postfix({"loss": f"{loss_val:.3f}",
                                  "bpd": f"{bits_per_dim(loss_val, self._dims(length)):.4f}"}, refresh=False)
-                if p.step % cfg.log_every == 0:
+                out_of_time = cfg.max_seconds > 0 and elapsed0 + time.perf_counter() - t_start >= cfg.max_seconds
+                if p.step % cfg.log_every == 0 or p.step >= cfg.steps or out_of_time:  # the last steps are logged too
                     self._log_train(p, lr, per_epoch, length)
                 if cfg.eval_every and p.step % cfg.eval_every == 0:
                     self._evaluate(p, per_epoch)
-                out_of_time = cfg.max_seconds > 0 and elapsed0 + time.perf_counter() - t_start >= cfg.max_seconds
                 if p.step >= cfg.steps or out_of_time:
                     if out_of_time and p.step < cfg.steps:
                         p.reason = f"time budget of {cfg.max_seconds:g} s reached at step {p.step}"
@@ -258,7 +277,7 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         cond = conditioning(self.model, y)
         if cond is not None:
-            cond = cond.to(self.device, non_blocking=True)
+            cond = cond.to(self.device)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -297,8 +316,8 @@ class Trainer:
         p.last_val_nll, p.last_eval_step = nll, p.step
         if math.isfinite(nll) and (p.best_val_nll is None or nll < p.best_val_nll):
             p.best_val_nll, p.best_step, p.bad_evals = nll, p.step, 0
-            if self.ctx.is_main:
-                save_weights(self.eval_model, self.run_dir / "best.safetensors",
+            if self.ctx.is_main and self.run_dir is not None:
+                save_weights(self.eval_model, self.run_dir / BEST_WEIGHTS,
                              {"step": str(p.step), "val_nll": repr(nll), "ema": str(self.ema is not None)})
         else:
             p.bad_evals += 1
@@ -310,8 +329,16 @@ class Trainer:
                             "split": "val", "val_nll": nll, "val_bpd": bits_per_dim(nll, self.num_dims),
                             "ema": self.ema is not None})
 
+    def _save_best(self, p: Progress) -> None:
+        """Without a validation set, the final (EMA when on) weights become ``best.safetensors``."""
+        if self.ctx.is_main and self.run_dir is not None:
+            save_weights(self.eval_model, self.run_dir / BEST_WEIGHTS,
+                         {"step": str(p.step), "final": "1", "ema": str(self.ema is not None)})
+
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self, p: Progress) -> None:
+        if self.run_dir is None:
+            return
         rngs = self.ctx.all_gather_object(rng_state())  # every rank's RNG, so each resumes its own stream
         if self.ctx.is_main:
             state = {
@@ -381,8 +408,9 @@ class Trainer:
     def _summary(self, p: Progress) -> dict[str, Any]:
         nd = self.num_dims
         per_epoch = max(len(self.train_set) // self.cfg.batch_size, 1)
-        best = self.run_dir / "best.safetensors"
+        best = self._file(BEST_WEIGHTS)
         summary = {
+            **self.summary_extra,
             "steps": p.step,
             "epochs": round(p.epoch + p.batch_in_epoch / per_epoch, 4),
             "best_val_nll": p.best_val_nll,
@@ -390,11 +418,14 @@ class Trainer:
             "best_step": p.best_step,
             "final_val_nll": p.last_val_nll,
             "final_val_bpd": bits_per_dim(p.last_val_nll, nd) if p.last_val_nll is not None else None,
+            "final_train_nll": p.last_train_nll,
             "stopped_early": p.stopped_early,
             "reason": p.reason,
             "wall_time": round(p.elapsed, 3),
-            "run_dir": str(self.run_dir),
-            "best_weights": str(best) if best.exists() else None,
+            "parameters": sum(w.numel() for w in self.model.parameters() if w.requires_grad),
+            "train_examples": len(self.train_set),
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
+            "best_weights": str(best) if best is not None and best.exists() else None,
             "last_checkpoint": str(self.last_checkpoint.weights) if self.last_checkpoint else None,
         }
         return {k: finite_or_none(v) for k, v in summary.items()}

@@ -20,11 +20,14 @@ import pandas as pd
 
 from chainrule.core.errors import CheckpointError, ConfigError, DataError
 from chainrule.core.runs.atomic import atomic_write_text
+from chainrule.core.runs.kind import RunKind
+from chainrule.core.runs.run import Run, default_run_dir, open_run
+from chainrule.core.training.distributed import DistContext, env_world_size, is_main_process, resolve_device
 from chainrule.modalities.series.features import FeatureSpec
 from chainrule.modalities.series.models.base import ForecastModel
 from chainrule.modalities.series.neural import NeuralForecaster
+from chainrule.modalities.series.run_config import DATA_KEYS, forecast_config, forecaster_options
 from chainrule.modalities.series.table import SeriesSet, check_length
-from chainrule.runs import Run, default_run_dir, open_run
 
 DEFAULT_QUANTILES = (0.05, 0.5, 0.95)
 
@@ -72,41 +75,74 @@ def until_last_observed(ss: SeriesSet) -> SeriesSet:
 
 
 # ---------------------------------------------------------------------------- training
-def train_forecaster(data: str | Path, model: str = "deepar", horizon: int | None = None, context: int | None = None,
-                     *, time: str | None = None, target: str | None = None, id: str | None = None,
-                     covariates: Sequence[str] = (), freq: str | None = None, run_dir: str | Path | None = None,
-                     steps: int = 1000, seed: int = 0, batch_size: int = 64, lr: float = 1e-3,
-                     max_seconds: float = 0.0, lags: list[int] | None = None, calendar: bool = True,
-                     progress: bool = True, device: str = "auto", train_options: dict[str, Any] | None = None,
+def train_forecaster(data: str | Path | None = None, model: str | None = None, horizon: int | None = None,
+                     context: int | None = None, *, time: str | None = None, target: str | None = None,
+                     id: str | None = None, covariates: Sequence[str] = (), freq: str | None = None,
+                     run_dir: str | Path | None = None, steps: int | None = None, seed: int | None = None,
+                     batch_size: int | None = None, lr: float | None = None, max_seconds: float | None = None,
+                     lags: list[int] | None = None, calendar: bool | None = None, progress: bool | None = None,
+                     device: str | None = None, train_options: dict[str, Any] | None = None,
+                     config_file: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
                      **model_kwargs: Any) -> Run:
     """Train a forecaster on a CSV/Parquet file or a registered dataset; returns the written :class:`Run`
-    (``config.yaml`` with a ``timeseries`` spec, ``best.safetensors``, ``metrics.jsonl``, ``summary.json``)."""
-    ss = load_series(data, time, target, id, covariates, freq)
-    f = NeuralForecaster(model, context=context, horizon=horizon, steps=steps, seed=seed, lags=lags,
-                         calendar=calendar, batch_size=batch_size, lr=lr, max_seconds=max_seconds, progress=progress,
-                         device=device, train_options=train_options, **model_kwargs)
+    (``config.yaml`` with a ``timeseries`` spec, ``checkpoints/``, ``best.safetensors`` = the final weights,
+    ``metrics.jsonl``, ``summary.json``).
+
+    The configuration merges like every run's: the forecasters' defaults <- ``config_file`` <- the keyword
+    arguments given (None = not given) <- ``overrides`` (``section.key=value``). ``resume=True`` continues the
+    run in ``run_dir`` from its newest checkpoint with its saved configuration.
+    """
+    if resume:
+        return _resume_forecaster(run_dir)
+    flags = {"data": {"source": None if data is None else str(data), "time": time, "target": target, "id": id,
+                      "covariates": list(covariates) or None, "freq": freq},
+             "model": {"name": model, "horizon": horizon, "context": context, "lags": lags, "calendar": calendar,
+                       **model_kwargs},
+             "train": {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "max_seconds": max_seconds,
+                       "progress": progress, "device": device, **(train_options or {})}}
+    cfg = forecast_config(config_file, flags, overrides)
+    cfg["train"].setdefault("progress", True)  # a training command shows its progress unless told not to
+    d = cfg["data"]
+    ss = load_series(d["source"], d.get("time"), d.get("target"), d.get("id"), d["covariates"], d.get("freq"))
+    name, opts = forecaster_options(cfg["model"])
+    f = NeuralForecaster(name, train_options=cfg["train"], **opts)
     fspec = f.make_spec(ss)
     check_length(ss, fspec.context, fspec.horizon)
-    path = Path(run_dir) if run_dir else default_run_dir(str(data), f.model_name)
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"{path}: run directory already exists and is not empty; choose another --run")
-    data_cfg = {"source": str(data), "time": time, "target": target, "id": id, "covariates": list(covariates),
-                "freq": freq}
-    save_forecast_run(path, f, ss, data_cfg, fspec)  # config first: the directory is a run from the start
+    if run_dir is None and env_world_size() > 1:
+        raise ConfigError("under torchrun, give the run directory explicitly with --run DIR")
+    path = Path(run_dir) if run_dir else default_run_dir(str(d["source"]), f.model_name)
+    if is_main_process():
+        if path.exists() and any(path.iterdir()):
+            raise ConfigError(f"{path}: run directory already exists and is not empty; use --resume to continue it "
+                              "or choose another --run")
+        save_forecast_run(path, f, ss, d, fspec, output=cfg["output"])  # config first: a run from the start
     f.fit(ss, run_dir=path)
-    return save_forecast_run(path, f, ss, data_cfg)
+    return open_run(path)
+
+
+def _resume_forecaster(run_dir: str | Path | None) -> Run:
+    """Continue a forecasting run from its newest checkpoint, rebuilt from its ``config.yaml``."""
+    if run_dir is None:
+        raise ConfigError("--resume needs the run directory (--run DIR)")
+    run = open_run(run_dir)
+    f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)))[0]
+    f.fit(_run_data(run, None), run_dir=run.path, resume=True)
+    return run
 
 
 def save_forecast_run(path: str | Path, f: NeuralForecaster, ss: SeriesSet, data_cfg: dict[str, Any],
-                      fspec: FeatureSpec | None = None) -> Run:
-    """Write ``config.yaml`` for forecaster ``f`` (fitted, or about to be with feature spec ``fspec``)."""
+                      fspec: FeatureSpec | None = None, output: dict[str, Any] | None = None) -> Run:
+    """Write ``config.yaml`` for forecaster ``f`` (fitted, or about to be with feature spec ``fspec``): the
+    ``data``/``model``/``train``/``output`` sections and the ``timeseries`` spec."""
     fspec = fspec or f.spec
-    spec = {"kind": "timeseries", "model": f.model_name, "head": f.head_name, **fspec.to_dict(),
+    spec = {"kind": RunKind.SERIES.value, "model": f.model_name, "head": f.head_name, **fspec.to_dict(),
             "target": ss.target or data_cfg.get("target"), "time": data_cfg.get("time"), "id": data_cfg.get("id"),
             "data": ss.name, "series": len(ss), "last_timestamp": str(ss.times[0][-1])}
-    model = {"name": f.model_name, **(f.model.config() if f.model is not None else {})}
-    run = Run(path=Path(path), config={"data": dict(data_cfg), "model": model, "train": f.train_cfg.to_dict(),
-                                       "output": {}, "spec": spec})
+    net = f.model if f.model is not None else f.fresh_model(fspec)
+    data = {k: data_cfg.get(k) for k in DATA_KEYS}
+    data["covariates"] = list(data["covariates"] or [])
+    run = Run(path=Path(path), config={"data": data, "model": {"name": f.model_name, **net.config()},
+                                       "train": f.train_cfg.to_dict(), "output": dict(output or {}), "spec": spec})
     run.path.mkdir(parents=True, exist_ok=True)
     run.save_config()
     return run
@@ -116,22 +152,26 @@ def save_forecast_run(path: str | Path, f: NeuralForecaster, ss: SeriesSet, data
 def load_forecast_run(path: str | Path | Run, device: str = "auto") -> tuple[ForecastModel, dict[str, Any]]:
     """The trained model (eval mode) and the ``timeseries`` spec of a run directory."""
     from chainrule.core.training.checkpoint import load_weights
-    from chainrule.modalities.series.models.registry import build_forecast_model
-    from chainrule.modalities.series.training import resolve_device
+    from chainrule.modalities.registry import build_model
 
-    run = path if isinstance(path, Run) else open_run(path)
+    run = _series_run(path if isinstance(path, Run) else open_run(path))
     spec = run.spec
-    if not isinstance(spec, dict) or spec.get("kind") != "timeseries":
-        raise CheckpointError(f"{run.path}: not a forecasting run (its spec kind is "
-                              f"{spec.get('kind') if isinstance(spec, dict) else None!r}); use 'chainrule eval'")
     opts = dict(run.config["model"])
     name = opts.pop("name")
     lags, nt = opts.pop("lags", spec["lags"]), opts.pop("num_time_features", None)
     if nt is None:
         nt = FeatureSpec.from_dict(spec).num_time_features
-    model = build_forecast_model(name, lags, nt, **opts)
+    model = build_model(name, modality="series", lags=lags, num_time_features=nt, **opts)
     load_weights(model, run.weights_path())
-    return model.to(resolve_device(device)).eval(), spec
+    return model.to(resolve_device(device, DistContext())).eval(), spec
+
+
+def _series_run(run: Run) -> Run:
+    """``run`` when it is a forecasting run; :class:`CheckpointError` naming its kind otherwise."""
+    if run.kind is not RunKind.SERIES:
+        raise CheckpointError(f"{run.path}: not a forecasting run (its spec kind is {run.kind.value!r}); use "
+                              "'chainrule eval'")
+    return run
 
 
 def forecaster_from_run(path: str | Path | Run, device: str = "auto") -> NeuralForecaster:
@@ -287,26 +327,19 @@ def make_forecaster(model_or_run: str | Path, steps: int | None = None, seed: in
 
     p = Path(str(model_or_run))
     if p.is_dir():
-        run = open_run(p)
-        model, spec = dict(run.config["model"]), run.spec
-        if spec.get("kind") != "timeseries":
-            raise CheckpointError(f"{p}: not a forecasting run")
-        name = model.pop("name")
-        for k in ("lags", "num_time_features"):
-            model.pop(k, None)
-        train = dict(run.config.get("train", {}))
-        train.pop("progress", None)
-        if steps is not None:
-            train["steps"] = steps
-        if seed is not None:
-            train["seed"] = seed
+        run = _series_run(open_run(p))
+        spec = run.spec
+        name, model = forecaster_options(run.config["model"])
+        model.pop("lags", None)
+        train = {k: v for k, v in run.config.get("train", {}).items() if k != "progress"}
+        train.update({k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
         return NeuralForecaster(name, context=spec["context"], horizon=spec["horizon"], lags=spec["lags"],
                                 calendar=bool(spec.get("calendar")), progress=options.get("progress", False),
                                 train_options=train, **model), run
     if str(model_or_run).lower() in BASELINES:
         return make_baseline(str(model_or_run)), None
     opts = {k: v for k, v in options.items() if v is not None}
-    return NeuralForecaster(str(model_or_run), steps=steps or 1000, seed=seed or 0, **opts), None
+    return NeuralForecaster(str(model_or_run), steps=steps, seed=seed, **opts), None
 
 
 def backtest(model_or_run: str | Path, data: str | Path | None = None, horizon: int | None = None,

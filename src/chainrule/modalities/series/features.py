@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from chainrule.core.contract import Condition
 from chainrule.core.errors import DataError
 from chainrule.modalities.series.table import SeriesSet
 
@@ -250,35 +251,27 @@ def lag_inputs_at(zf: Tensor, obs: Tensor, t: int, lags: list[int]) -> Tensor:
     return torch.stack(cols, dim=-1)
 
 
-# ---------------------------------------------------------------------------- batches
-@dataclass
-class ForecastBatch:
-    """Model inputs for ``B`` windows of ``T`` steps (tensors on one device).
+# ---------------------------------------------------------------------------- model inputs
+class TrainingWindows:
+    """Every training window of a series set as an indexed dataset: window ``i`` is a fixed (series, end) pair.
 
-    ``y``: ``(B, T)`` targets in original units, NaN = missing or unknown; ``time_feats``: ``(B, T, F)``;
-    ``scale``: ``(B,)``; ``mask``: ``(B, T)`` positions that count in the loss (None = all observed).
+    Windows have ``history + horizon`` steps; ends range from ``min(T_i, context + horizon)`` to ``T_i``, so
+    indexing ``range(len(self))`` uniformly (the trainer's seeded per-epoch permutation) weights series by their
+    length, and a resumed run continues from the same data position. All series are stored flat (each
+    left-padded with ``history + horizon`` missing steps), so a batch is one vectorised gather. ``get`` returns
+    the targets ``y`` ``(B, T)`` (NaN = missing) and their :class:`Condition` (time features, per-window scale,
+    and ``observed``: the last ``context + horizon`` steps where a value is known).
+
+    A set with fewer windows than ``min_size`` (one training batch) lists each window ``repeats`` times, so
+    short series still train with the configured batch size (some batches then hold a window twice).
     """
 
-    y: Tensor
-    time_feats: Tensor
-    scale: Tensor
-    mask: Tensor | None = None
+    labels = None
 
-    def to(self, device: torch.device) -> ForecastBatch:
-        return ForecastBatch(self.y.to(device), self.time_feats.to(device), self.scale.to(device),
-                             None if self.mask is None else self.mask.to(device))
-
-
-class WindowSampler:
-    """Random training windows of ``history + horizon`` steps across all series of a set.
-
-    All series are stored flat (each left-padded with ``history + horizon`` missing steps), so a batch is
-    one vectorised gather. A window's end is uniform over every valid (series, end) pair, so series are
-    weighted by their length; ends range from ``min(T_i, context + horizon)`` to ``T_i``.
-    """
-
-    def __init__(self, ss: SeriesSet, spec: FeatureSpec) -> None:
+    def __init__(self, ss: SeriesSet, spec: FeatureSpec, min_size: int = 1) -> None:
         self.spec = spec
+        self.name = ss.name
+        self.num_series = len(ss)
         self.width = spec.history + spec.horizon
         pad = self.width
         lengths = ss.lengths()
@@ -289,36 +282,54 @@ class WindowSampler:
             [np.concatenate([np.full(pad, np.nan), v]) for v in ss.values]).astype(np.float32))
         self.feats = torch.from_numpy(np.concatenate(
             [spec.time_rows(ss, i, pad, 0) for i in range(len(ss))]).astype(np.float32))
-        first = np.minimum(lengths, spec.context + spec.horizon).clip(min=1)
-        self.first_end = first
-        self.counts = np.where(lengths > 0, lengths - first + 1, 0)
+        self.first_end = np.minimum(lengths, spec.context + spec.horizon).clip(min=1)
+        self.counts = np.where(lengths > 0, lengths - self.first_end + 1, 0)
         self.cum = np.cumsum(self.counts)
+        self.repeats = max(1, math.ceil(min_size / self.num_windows))
 
     @property
     def num_windows(self) -> int:
+        """Distinct windows (``len`` counts each of them ``repeats`` times)."""
         return int(self.cum[-1])
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> ForecastBatch:
-        u = rng.integers(0, self.num_windows, size=batch_size)
-        series = np.searchsorted(self.cum, u, side="right")
-        ends = self.first_end[series] + (u - (self.cum[series] - self.counts[series]))
-        return self.gather(series, ends)
+    @property
+    def event_shape(self) -> tuple[int]:
+        return (self.width,)
 
-    def gather(self, series: np.ndarray, ends: np.ndarray) -> ForecastBatch:
-        """Windows ending (exclusive) at ``ends`` of ``series``; loss over the last context + horizon steps."""
+    def __len__(self) -> int:
+        return self.num_windows * self.repeats
+
+    def set_epoch(self, epoch: int) -> None:
+        """Windows are fixed; nothing changes between epochs."""
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.num_windows} windows of {self.width} steps from {self.num_series} series"
+
+    def locate(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(series, end) of each window index."""
+        u = np.asarray(indices, dtype=np.int64) % self.num_windows
+        series = np.searchsorted(self.cum, u, side="right")
+        return series, self.first_end[series] + (u - (self.cum[series] - self.counts[series]))
+
+    def get(self, indices: Tensor) -> tuple[Tensor, Condition]:
+        return self.gather(*self.locate(indices))
+
+    def gather(self, series: np.ndarray, ends: np.ndarray) -> tuple[Tensor, Condition]:
+        """Windows ending (exclusive) at ``ends`` of ``series``; scored over the last context + horizon steps."""
         start = self.offsets[series] + ends  # padded coordinates: window = [start, start + width)
         idx = torch.from_numpy(start[:, None] + np.arange(self.width)[None, :])
         y = self.values[idx]
         spec = self.spec
         scale = context_scale(y[:, : spec.history], spec.context, spec.scale_offset)
-        mask = torch.zeros_like(y, dtype=torch.bool)
-        mask[:, spec.max_lag:] = True
-        return ForecastBatch(y=y, time_feats=self.feats[idx], scale=scale, mask=mask & torch.isfinite(y))
+        observed = torch.isfinite(y)
+        observed[:, : spec.max_lag] = False
+        return y, Condition(time_features=self.feats[idx], scale=scale, observed=observed)
 
 
-def history_batch(ss: SeriesSet, spec: FeatureSpec, horizon: int) -> ForecastBatch:
-    """Forecast inputs: the last ``history`` points of each series (``y`` ``(S, history)``, left-padded with
-    missing values), time features for those points and ``horizon`` more ``(S, history + horizon, F)``."""
+def history_batch(ss: SeriesSet, spec: FeatureSpec, horizon: int) -> tuple[Tensor, Condition]:
+    """Forecast inputs: the last ``history`` points of each series, ``y`` ``(S, history)`` left-padded with
+    missing values, and their :class:`Condition`: time features for those points and ``horizon`` more
+    ``(S, history + horizon, F)`` and the scale."""
     hist = spec.history
     ys, feats = [], []
     for i, v in enumerate(ss.values):
@@ -331,4 +342,4 @@ def history_batch(ss: SeriesSet, spec: FeatureSpec, horizon: int) -> ForecastBat
         feats.append(rows[len(rows) - hist - horizon:])
     y = torch.from_numpy(np.stack(ys).astype(np.float32))
     scale = context_scale(y, spec.context, spec.scale_offset)
-    return ForecastBatch(y=y, time_feats=torch.from_numpy(np.stack(feats)), scale=scale)
+    return y, Condition(time_features=torch.from_numpy(np.stack(feats)), scale=scale)

@@ -10,12 +10,14 @@ import numpy as np
 import torch
 
 from chainrule.core.errors import ConfigError
-from chainrule.core.heads.continuous import build_forecast_head
-from chainrule.modalities.series.features import FeatureSpec, WindowSampler, history_batch
+from chainrule.core.heads import build_head
+from chainrule.core.training import TrainConfig, Trainer
+from chainrule.core.training.distributed import DistContext, resolve_device
+from chainrule.modalities.registry import build_model, model_class
+from chainrule.modalities.series.features import FeatureSpec, TrainingWindows, history_batch
 from chainrule.modalities.series.models.base import ForecastModel
-from chainrule.modalities.series.models.registry import build_forecast_model, forecast_model_class
+from chainrule.modalities.series.run_config import TRAIN_DEFAULTS
 from chainrule.modalities.series.table import SeriesSet
-from chainrule.modalities.series.training import ForecastTrainConfig, resolve_device, train_forecast_model
 
 
 def default_context(horizon: int, season: int) -> int:
@@ -24,36 +26,41 @@ def default_context(horizon: int, season: int) -> int:
 
 
 class NeuralForecaster:
-    """A neural forecaster by registry name (``lstm``, ``deepar``, ``transformer``).
+    """A neural forecaster by registry name (``lstm``, ``deepar``, ``transformer``), trained by the one
+    :class:`~chainrule.core.training.Trainer` on every window of the series.
 
     Args:
         model: registry name.
         context: points before the origin that set the scale and are scored in training (default:
             :func:`default_context`); the lags reach ``max(lags)`` points further back.
         horizon: training horizon (default: the series set's ``horizon``); forecasts may be longer.
-        steps: optimiser steps; ``seed``: seed of the initial weights and the training windows.
+        steps: optimiser steps; ``seed``: seed of the initial weights and the order of the training windows.
         lags: lag list (default: from the frequency); ``calendar``: use calendar features.
-        batch_size, lr, max_seconds, progress, device: training options; ``train_options`` sets any other
-            :class:`ForecastTrainConfig` field (e.g. ``weight_decay``).
+        batch_size, lr, max_seconds, progress, device: training options (None = the forecasters' default,
+            :data:`~chainrule.modalities.series.run_config.TRAIN_DEFAULTS`); ``train_options`` sets any other
+            :class:`~chainrule.core.training.TrainConfig` option (e.g. ``weight_decay``, ``ema``).
         max_batch: most sample paths rolled out at once in ``predict``.
         **model_kwargs: architecture options, e.g. ``head="negative_binomial"``, ``hidden_size=64``.
     """
 
     def __init__(self, model: str = "deepar", context: int | None = None, horizon: int | None = None,
-                 steps: int = 1000, seed: int = 0, lags: list[int] | None = None, calendar: bool = True,
-                 batch_size: int = 64, lr: float = 1e-3, max_seconds: float = 0.0, progress: bool = False,
-                 device: str = "auto", max_batch: int = 16384, train_options: dict[str, Any] | None = None,
-                 **model_kwargs: Any) -> None:
-        cls = forecast_model_class(model)
+                 steps: int | None = None, seed: int | None = None, lags: list[int] | None = None,
+                 calendar: bool = True, batch_size: int | None = None, lr: float | None = None,
+                 max_seconds: float | None = None, progress: bool = False, device: str | None = None,
+                 max_batch: int = 16384, train_options: dict[str, Any] | None = None, **model_kwargs: Any) -> None:
+        cls = model_class(model, "series")
         self.model_name = cls.name
-        self.head_name = build_forecast_head(model_kwargs.pop("head", None) or cls.default_head).name
+        self.head_name = build_head(model_kwargs.pop("head", None) or cls.default_head).name
         self.name = self.model_name if self.head_name == cls.default_head else f"{self.model_name}-{self.head_name}"
         self.context, self.horizon, self.lags, self.calendar = context, horizon, lags, calendar
-        opts = {"steps": int(steps), "seed": int(seed), "batch_size": int(batch_size), "lr": float(lr),
-                "max_seconds": float(max_seconds), "progress": progress, "device": device, **(train_options or {})}
-        self.train_cfg = ForecastTrainConfig.from_dict(opts)
+        given = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "max_seconds": max_seconds,
+                 "device": device}
+        self.train_cfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, "progress": progress,
+                                                **{k: v for k, v in given.items() if v is not None},
+                                                **(train_options or {})})
         self.model_kwargs = model_kwargs
-        build_forecast_model(self.model_name, [1], 0, head=self.head_name, **model_kwargs)  # unknown options: now
+        build_model(self.model_name, modality="series", lags=[1], num_time_features=0, head=self.head_name,
+                    **model_kwargs)  # unknown options fail now, not after the data has loaded
         self.max_batch = int(max_batch)
         self.model: ForecastModel | None = None
         self.spec: FeatureSpec | None = None
@@ -65,26 +72,36 @@ class NeuralForecaster:
         if not horizon:
             raise ConfigError(f"{train.name}: no forecast horizon given and the data has no default horizon")
         context = self.context or default_context(horizon, train.season)
-        head = build_forecast_head(self.head_name)
-        head.check_target(train.values, f"{train.name}: column {train.target!r}" if train.target else train.name)
+        head = build_head(self.head_name)
+        head.check_values(train.values, f"{train.name}: column {train.target!r}" if train.target else train.name)
         return FeatureSpec.for_series(train, context, horizon, self.lags, head.scale_offset, self.calendar)
 
-    def fit(self, train: SeriesSet, run_dir: str | Path | None = None) -> None:
-        """Train a fresh model on every window of ``train`` (writing weights/summary into ``run_dir`` if given)."""
-        spec = self.make_spec(train)
+    def fresh_model(self, spec: FeatureSpec) -> ForecastModel:
+        """A fresh model for ``spec``'s inputs, its weights drawn from ``train.seed``."""
         torch.manual_seed(self.train_cfg.seed)
-        model = build_forecast_model(self.model_name, spec.lags, spec.num_time_features, head=self.head_name,
-                                     **self.model_kwargs)
-        self.summary = train_forecast_model(model, WindowSampler(train, spec), self.train_cfg, run_dir)
-        self.model, self.spec = model, spec
+        return build_model(self.model_name, modality="series", lags=spec.lags,
+                           num_time_features=spec.num_time_features, head=self.head_name, **self.model_kwargs)
+
+    def fit(self, train: SeriesSet, run_dir: str | Path | None = None, resume: bool = False) -> None:
+        """Train a fresh model on every window of ``train``; with ``run_dir``, write checkpoints, metrics, the
+        final weights and the summary there (``resume`` continues from its newest checkpoint); without, fit in
+        memory."""
+        spec = self.make_spec(train)
+        windows = TrainingWindows(train, spec, min_size=self.train_cfg.batch_size)
+        extra = {"model": self.model_name, "head": self.head_name, "windows": windows.num_windows}
+        trainer = Trainer(self.fresh_model(spec), windows, None, self.train_cfg, run_dir, resume=resume,
+                          summary_extra=extra)
+        self.summary = trainer.fit()
+        self.model, self.spec = trainer.eval_model.eval(), spec  # the EMA weights when EMA is on, as saved
 
     # ------------------------------------------------------------------ predict
     def predict(self, context: SeriesSet, horizon: int, num_samples: int = 100, seed: int = 0) -> np.ndarray:
         """Sample paths ``(len(context), num_samples, horizon)`` (float64) from the end of each series."""
         if self.model is None or self.spec is None:
             raise ConfigError(f"{self.name}: predict before fit")
-        batch = history_batch(context, self.spec, horizon).to(self.model.device)
-        paths = self.model.sample_paths(batch.y, batch.time_feats, batch.scale, horizon, num_samples, seed=seed,
+        y, cond = history_batch(context, self.spec, horizon)
+        device = self.model.device
+        paths = self.model.sample_paths(y.to(device), cond.to(device), horizon, num_samples, seed=seed,
                                         max_batch=self.max_batch)
         return paths.double().cpu().numpy()
 
@@ -95,5 +112,5 @@ class NeuralForecaster:
         opts = {k: v for k, v in model.config().items() if k not in ("head", "lags", "num_time_features")}
         f = cls(model.name, context=spec.context, horizon=spec.horizon, lags=spec.lags, head=model.head.name,
                 **opts)
-        f.model, f.spec = model.to(resolve_device(device)).eval(), spec
+        f.model, f.spec = model.to(resolve_device(device, DistContext())).eval(), spec
         return f

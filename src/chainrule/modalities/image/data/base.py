@@ -51,9 +51,9 @@ class Discretizer:
             return f"binarized (threshold {self.threshold:g})"
         return f"binarized ({self.binarize}, seed {self.seed})"
 
-    def apply(self, intensity: Tensor, epoch: int = 0, index: Tensor | None = None, split_salt: int = 0) -> Tensor:
-        """Intensities (N, C, H, W) in [0, 1] -> long levels. ``index`` gives the examples' dataset indices
-        so a Bernoulli draw depends on (seed, epoch, index) only."""
+    def apply(self, intensity: Tensor, epoch: int = 0, split_salt: int = 0) -> Tensor:
+        """Intensities (N, C, H, W) in [0, 1] -> long levels. A Bernoulli draw covers the whole split at once
+        and depends only on (seed, epoch, split), so resumed and multi-process runs see the same bits."""
         x = intensity.float()
         if self.binarize == "none":
             return torch.clamp(torch.round(x * (self.levels - 1)), 0, self.levels - 1).long()

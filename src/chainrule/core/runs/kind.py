@@ -1,0 +1,29 @@
+"""The kind of a run: which modality its ``spec`` describes, and so which commands can use it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from chainrule.core.errors import CheckpointError
+
+
+class RunKind(str, Enum):
+    """Stored in ``config.yaml`` as ``spec.kind`` by its value (runs written before the enum existed load too)."""
+
+    IMAGE = "image"
+    TEXT = "text"
+    SERIES = "timeseries"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def run_kind(spec: Any, where: str = "run") -> RunKind:
+    """The kind recorded in a run's spec (``image`` when absent, as in the earliest runs)."""
+    value = spec.get("kind", RunKind.IMAGE.value) if isinstance(spec, dict) else None
+    try:
+        return RunKind(value)
+    except ValueError:
+        raise CheckpointError(f"{where}: unknown run kind {value!r}; known kinds: "
+                              f"{', '.join(k.value for k in RunKind)}") from None
