@@ -23,11 +23,21 @@ def default_config() -> dict[str, Any]:
     return {"data": {}, "model": {"head": "auto"}, "train": {}, "output": {"samples": 64, "temperature": 1.0}}
 
 
+#: example configs shipped with the package, usable by name: ``--config digits-gated-pixelcnn``
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping (a file, or the name of a shipped example config), with errors that name the file."""
     p = Path(path)
+    if not p.is_file() and p.suffix == "" and (SHIPPED_CONFIGS / f"{p.name}.yaml").is_file():
+        p = SHIPPED_CONFIGS / f"{p.name}.yaml"
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise ConfigError(f"{p}: config file not found (shipped examples: {', '.join(shipped_configs())})")
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
