@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +21,17 @@ import torch
 from torch import Tensor
 
 from chainrule.core.contract import AutoregressiveModel
-from chainrule.core.errors import ConfigError
+from chainrule.core.errors import ChainruleError, ConfigError
 from chainrule.core.evaluation.metrics import dataset_nll
 from chainrule.core.evaluation.plots import plot_training_curve
+from chainrule.core.limits import check_count, check_temperature
 from chainrule.core.runs.atomic import atomic_write_text
 from chainrule.core.runs.config import build_config
 from chainrule.core.runs.files import METRICS_FILE, PLOTS_DIR, SAMPLES_DIR, TOKENIZER_FILE
 from chainrule.core.runs.kind import RunKind
+from chainrule.core.runs.lock import run_lock
+from chainrule.core.runs.run import check_new_run_dir
+from chainrule.core.training.checkpoint import list_checkpoints
 from chainrule.core.training.rng import seed_everything
 from chainrule.modalities.image.data.base import ImageDataset
 from chainrule.modalities.image.grids import save_grid
@@ -54,7 +61,8 @@ def load_data(data_cfg: dict[str, Any], run_path: Path | None = None) -> dict[st
 def prepare_run(dataset: str | None, model: str | None, config_file: str | Path | None = None,
                 overrides: Iterable[str] = (), run_dir: str | Path | None = None
                 ) -> tuple[Run, AutoregressiveModel, dict[str, ImageDataset]]:
-    """Resolve the config, load the data, build the model and write the run's config.yaml."""
+    """Resolve the config, load the data and build the model of a new run (nothing is written yet:
+    :func:`train` writes the run's config.yaml once it holds the run directory's lock)."""
     cfg = build_config(dataset, model, config_file, overrides)
     splits = load_data(cfg["data"])
     train_set = splits["train"]
@@ -72,36 +80,45 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
     path = Path(run_dir) if run_dir else default_run_dir(cfg["data"]["name"], cfg["model"]["name"])
     if "RANK" in os.environ and run_dir is None:
         raise ConfigError("under torchrun, give the run directory explicitly with --run DIR")
-    if _is_rank_zero() and path.exists() and any(path.iterdir()):
-        raise ConfigError(f"{path}: run directory already exists and is not empty; use --resume to continue "
-                          "it or choose another --run")
+    if _is_rank_zero():
+        check_new_run_dir(path)  # early, before any training; checked again under the lock
     seed_everything(int(cfg["train"].get("seed", 0)))
     run = Run(path=path, config={**cfg, "spec": spec})
     net = run.build_model()
-    if _is_rank_zero():
-        path.mkdir(parents=True, exist_ok=True)
-        if run.kind is RunKind.TEXT:
-            train_set.tokenizer.save(path / TOKENIZER_FILE)
-        run.save_config()
     return run, net, splits
 
 
 def train(dataset: str | None = None, model: str | None = None, config_file: str | Path | None = None,
           overrides: Iterable[str] = (), run_dir: str | Path | None = None, resume: bool = False) -> Run:
-    """Train a model and write a run directory (config, checkpoints, metrics, curve, sample grid)."""
-    from chainrule.core.training import TrainConfig, Trainer
+    """Train a model and write a run directory (config, checkpoints, metrics, curve, sample grid).
 
+    The run directory is locked while it is written (by rank 0 under torchrun): a second writer fails at once.
+    ``resume=True`` continues the run from its newest checkpoint, or starts it again from its saved config when
+    it was stopped before its first checkpoint.
+    """
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs the run directory (--run DIR)")
-        run = open_run(run_dir)
-        splits = load_data(run.config["data"], run.path)
-        seed_everything(int(run.config["train"].get("seed", 0)))
-        net = run.build_model()
-    else:
-        run, net, splits = prepare_run(dataset, model, config_file, overrides, run_dir)
-    train_cfg = TrainConfig.from_dict(run.config["train"])
-    trainer = Trainer(net, splits["train"], splits["val"], train_cfg, run.path, resume=resume)
+        with run_lock(run_dir, enabled=_is_rank_zero()):
+            run = open_run(run_dir)
+            splits = load_data(run.config["data"], run.path)
+            seed_everything(int(run.config["train"].get("seed", 0)))
+            return _fit(run, run.build_model(), splits, resume=bool(list_checkpoints(run.path)))
+    run, net, splits = prepare_run(dataset, model, config_file, overrides, run_dir)
+    with run_lock(run.path, create=True, enabled=_is_rank_zero()):
+        if _is_rank_zero():
+            check_new_run_dir(run.path)
+            if run.kind is RunKind.TEXT:
+                splits["train"].tokenizer.save(run.path / TOKENIZER_FILE)
+            run.save_config()  # before any weights: a run killed from here on can be resumed
+        return _fit(run, net, splits, resume=False)
+
+
+def _fit(run: Run, net: AutoregressiveModel, splits: dict[str, ImageDataset], resume: bool) -> Run:
+    from chainrule.core.training import TrainConfig, Trainer
+
+    trainer = Trainer(net, splits["train"], splits["val"], TrainConfig.from_dict(run.config["train"]), run.path,
+                      resume=resume)
     trainer.fit()  # also writes summary.json
     if _is_rank_zero():
         finish_run(run)
@@ -135,8 +152,9 @@ def finish_run(run: Run) -> None:
 
 
 def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
-             model: AutoregressiveModel | None = None) -> dict[str, Any]:
-    """Exact NLL of a split: nats per example and bits/dim, recorded in the run's summary.json."""
+             model: AutoregressiveModel | None = None, out: str | Path | None = None) -> dict[str, Any]:
+    """Exact NLL of a split: nats per example and bits/dim. Written to ``out`` (JSON) when given, else recorded
+    in the run's summary.json when the run can take it: evaluating needs only read access."""
     run = _model_run(run)
     splits = load_data(run.config["data"], run.path)
     if split not in splits:
@@ -144,15 +162,27 @@ def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
     model = model or run.load_model()
     data = splits[split]
     res = dataset_nll(model, data, batch_size=batch_size)
-    out = {"split": split, "data": data.describe(), "model": run.config["model"]["name"],
-           "nll_nats": res["nll"], "bpd": res["bpd"], "examples": res["examples"],
-           "params": sum(p.numel() for p in model.parameters())}
+    result = {"split": split, "data": data.describe(), "model": run.config["model"]["name"],
+              "nll_nats": res["nll"], "bpd": res["bpd"], "examples": res["examples"],
+              "params": sum(p.numel() for p in model.parameters())}
     chars_per_token = getattr(data, "chars_per_token", None)
     if chars_per_token:  # text: per token and per character, so every tokenizer compares fairly
-        out["nats_per_token"] = res["nll"] / model.num_dims
-        out["bits_per_char"] = out["nats_per_token"] / math.log(2.0) / chars_per_token
-    run.write_summary({f"eval_{split}": out})
-    return out
+        result["nats_per_token"] = res["nll"] / model.num_dims
+        result["bits_per_char"] = result["nats_per_token"] / math.log(2.0) / chars_per_token
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    else:
+        _record(run, {f"eval_{split}": result})
+    return result
+
+
+def _record(run: Run, updates: dict[str, Any]) -> None:
+    """Add results to the run's summary.json, or warn why not (read-only, full, being trained, corrupt)."""
+    try:
+        with run_lock(run.path):
+            run.write_summary(updates)
+    except (OSError, ChainruleError) as e:
+        warnings.warn(f"results not recorded in the run's summary: {e}", stacklevel=3)
 
 
 def _resolve_class(run: Run, model: AutoregressiveModel, cls: int | str | None, n: int) -> Tensor | None:
@@ -163,7 +193,9 @@ def _resolve_class(run: Run, model: AutoregressiveModel, cls: int | str | None, 
     if model.num_classes == 0:
         raise ConfigError("this model is not class-conditional; train with --set model.conditional=true")
     names = run.spec.get("class_names", [])
-    if isinstance(cls, str) and not cls.lstrip("-").isdigit():
+    if isinstance(cls, bool) or not isinstance(cls, (int, str)):
+        raise ConfigError(f"class must be an index or a class name, got {cls!r}")
+    if isinstance(cls, str) and not re.fullmatch(r"-?[0-9]+", cls):  # ASCII digits only: "²".isdigit() is True
         if cls not in names:
             raise ConfigError(f"unknown class {cls!r}; classes: {', '.join(names)}")
         idx = names.index(cls)
@@ -174,14 +206,18 @@ def _resolve_class(run: Run, model: AutoregressiveModel, cls: int | str | None, 
     return torch.full((n,), idx, dtype=torch.long, device=model.device)
 
 
+def check_image_sampling(n: int, temperature: float) -> None:
+    """The options of :func:`sample` and :func:`complete` (:mod:`chainrule.core.limits`): ``n >= 1`` and a
+    temperature in its positive range — image entry points take no greedy 0 (``model.sample`` does)."""
+    check_count(n, "the number of samples", ConfigError)
+    check_temperature(temperature, ConfigError, greedy=False)
+
+
 def sample(run: Run | str | Path, n: int = 64, cls: int | str | None = None, temperature: float = 1.0,
            seed: int = 0, use_cache: bool = True, model: AutoregressiveModel | None = None) -> Tensor:
     """Draw ``n`` samples (long levels ``(n, C, H, W)``) from a run's model."""
     run = _model_run(run)
-    if n < 1:
-        raise ConfigError(f"the number of samples must be positive, got {n}")
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be positive, got {temperature}")
+    check_image_sampling(n, temperature)
     model = model or run.load_model()
     cond = _resolve_class(run, model, cls, n)
     gen = torch.Generator(device=model.device).manual_seed(seed)
@@ -195,6 +231,7 @@ def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int 
     Returns ``(originals, given, completions)``, each ``(n, C, H, W)``; ``given`` has the hidden half at 0.
     """
     run = _model_run(run)
+    check_image_sampling(n, temperature)
     model = run.load_model()
     data = load_data(run.config["data"], run.path)[split]
     n = min(n, len(data))

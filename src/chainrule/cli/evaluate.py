@@ -7,7 +7,9 @@ import json
 
 from chainrule.cli import options
 
-EXAMPLES = "example:\n  chainrule eval runs/digits-gated --split test"
+EXAMPLES = """examples:
+  chainrule eval runs/digits-gated --split test
+  chainrule eval /read-only/runs/digits-gated --out results.json"""
 
 
 def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
@@ -18,12 +20,14 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     options.add_split(e)
     options.add_batch_size(e, 256, "examples per forward pass (default 256)")
     options.add_json(e)
+    options.add_out(e, None, "write the results to this JSON file (default: record them in RUN/summary.json "
+                             "when the run is writable)", metavar="FILE.json")
 
 
 def run(a: argparse.Namespace) -> None:
     from chainrule import api
 
-    res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size)
+    res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size, out=a.out)
     if a.json:
         print(json.dumps(res, indent=2))
     elif "bits_per_char" in res:

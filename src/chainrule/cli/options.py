@@ -36,7 +36,8 @@ def add_set(p: Container, help: str = "override a config value, e.g. train.lr=3e
 
 
 def add_resume(p: Container) -> None:
-    p.add_argument("--resume", action="store_true", help="continue the run in --run from its newest checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run from its newest checkpoint "
+                                                         "(from its start if it stopped before the first)")
 
 
 def add_seed(p: Container, help: str = "random seed (default 0)") -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -19,8 +19,11 @@ from torch import Tensor
 
 from chainrule.core.errors import ChainruleError, CheckpointError, ConfigError
 from chainrule.core.runs.atomic import remove_stale_temporaries
+from chainrule.core.runs.checks import MAX_EVENT_DIMS, MAX_LEVELS
 from chainrule.core.runs.files import BEST_WEIGHTS, TOKENIZER_FILE
 from chainrule.core.runs.kind import RunKind
+from chainrule.core.runs.lock import run_lock
+from chainrule.core.runs.run import check_new_run_dir
 from chainrule.core.training.checkpoint import save_weights
 from chainrule.runs import Run, open_run
 
@@ -32,6 +35,10 @@ DEFAULTS: dict[str, Any] = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 
 _LINEARS = (("attn.c_attn", "attn.qkv"), ("attn.c_proj", "attn.proj"), ("mlp.c_fc", "mlp.0"),
             ("mlp.c_proj", "mlp.2"))
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+#: sizes a config.json must give as whole numbers, with bounds far above any GPT-2 (a garbled file must not
+#: size a model that exhausts memory before its weights are found not to fit)
+_SIZES = {"vocab_size": MAX_LEVELS, "n_positions": MAX_EVENT_DIMS, "n_embd": 1 << 16, "n_layer": 1024,
+          "n_head": 1024}
 
 
 # ------------------------------------------------------------------ config
@@ -61,6 +68,7 @@ def read_gpt2_config(hf_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: activation_function {act!r} is not supported; chainrule's transformer uses "
                           "the tanh approximation of GELU (GPT-2's 'gelu_new')")
     cfg = {**DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in DEFAULTS}}
+    _check_sizes(path, cfg)
     eos = cfg["eos_token_id"]
     if isinstance(eos, list):
         eos = eos[0] if eos else DEFAULTS["eos_token_id"]
@@ -70,6 +78,24 @@ def read_gpt2_config(hf_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: eos_token_id {eos!r} is not a token id below vocab_size {cfg['vocab_size']}")
     cfg["eos_token_id"] = eos
     return cfg
+
+
+def _whole(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
+def _check_sizes(path: Path, cfg: Mapping[str, Any]) -> None:
+    """:class:`ConfigError` naming the key for a size that is not a whole number within bounds."""
+    for key, high in _SIZES.items():
+        if not _whole(cfg[key], high):
+            raise ConfigError(f"{path}: {key} must be a whole number from 1 to {high}, not {cfg[key]!r:.40}")
+    if cfg["n_embd"] % cfg["n_head"]:
+        raise ConfigError(f"{path}: n_embd {cfg['n_embd']} is not divisible by n_head {cfg['n_head']}")
+    if cfg["n_inner"] is not None and not _whole(cfg["n_inner"], 1 << 18):
+        raise ConfigError(f"{path}: n_inner must be null or a whole number from 1 to {1 << 18}")
+    eps = cfg["layer_norm_epsilon"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise ConfigError(f"{path}: layer_norm_epsilon must be a number in (0, 1), not {eps!r:.40}")
 
 
 def model_section(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,9 +120,8 @@ def read_gpt2_weights(hf_dir: Path) -> dict[str, Tensor]:
         if single.is_file():
             return load_file(str(single))
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             out: dict[str, Tensor] = {}
-            for name in shards:
+            for name in _shard_names(index):
                 out.update(load_file(str(hf_dir / name)))
             return out
         if pt.is_file():
@@ -109,6 +134,20 @@ def read_gpt2_weights(hf_dir: Path) -> dict[str, Tensor]:
     except Exception as e:  # safetensors / torch.load / json raise their own types for damaged files
         raise CheckpointError(f"{hf_dir}: unreadable GPT-2 weights ({e})") from None
     raise ChainruleError(f"{hf_dir}: no GPT-2 weights (model.safetensors or pytorch_model.bin)")
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard files an index names, each confined to the model directory (no absolute path, no ``..``;
+    symbolic links are followed, as the Hugging Face cache links every file to a blob outside the directory)."""
+    weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: weight_map must map tensor names to shard file names")
+    names = sorted(set(weight_map.values()))
+    for name in names:
+        parts = PurePosixPath(name.replace("\\", "/"))
+        if not name or parts.is_absolute() or ".." in parts.parts or ":" in name:
+            raise CheckpointError(f"{index}: shard {name!r} is outside the model directory")
+    return names
 
 
 def convert_state_dict(hf: Mapping[str, Tensor], num_layers: int, eos_id: int) -> dict[str, Tensor]:
@@ -190,8 +229,7 @@ def import_gpt2(hf_dir: str | Path, run_dir: str | Path) -> Run:
     src, out = Path(hf_dir), Path(run_dir)
     if not src.is_dir():
         raise ChainruleError(f"{src}: directory not found")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: run directory already exists and is not empty; choose another --run")
+    check_new_run_dir(out, "choose another --run")
     cfg = read_gpt2_config(src)
     tokenizer = read_gpt2_tokenizer(src)
     if tokenizer.vocab_size > int(cfg["vocab_size"]):
@@ -212,10 +250,11 @@ def import_gpt2(hf_dir: str | Path, run_dir: str | Path) -> Run:
         _check_against(run, tensors)
     except CheckpointError as e:
         raise CheckpointError(f"{src}: {e}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    save_weights(tensors, out / BEST_WEIGHTS, {"source": "gpt2", "imported_from": name,
-                                               "eos_token_id": str(cfg["eos_token_id"])})
-    tokenizer.save(out / TOKENIZER_FILE)
-    run.save_config()  # last: a directory with config.yaml is a complete run
+    with run_lock(out, create=True):
+        check_new_run_dir(out, "choose another --run")  # again, now that no other writer can fill it
+        remove_stale_temporaries(out)
+        save_weights(tensors, out / BEST_WEIGHTS, {"source": "gpt2", "imported_from": name,
+                                                   "eos_token_id": str(cfg["eos_token_id"])})
+        tokenizer.save(out / TOKENIZER_FILE)
+        run.save_config()  # last: a directory with config.yaml is a complete run
     return open_run(out)

@@ -21,3 +21,12 @@ class CheckpointError(ChainruleError):
 
 class TrainingDiverged(ChainruleError):
     """The loss or a gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+class InputError(DataError, ValueError):
+    """A value a model cannot take: a wrong shape, a level outside the head's support, a class out of range, a
+    sampling option out of range. Also a ``ValueError``, as these checks raised before they were gathered."""
+
+
+class RunLockedError(CheckpointError):
+    """Another process is writing the run directory (training, resuming or importing into it)."""

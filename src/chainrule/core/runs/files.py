@@ -18,3 +18,5 @@ CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 #: the training curve
 PLOTS_DIR = "plots"
+#: held (``flock``) by the one process writing the run; records its PID; removed when it finishes
+LOCK_FILE = ".lock"

@@ -12,15 +12,22 @@ from typing import Any
 
 import yaml
 
-from chainrule.core.errors import CheckpointError
+from chainrule.core.errors import CheckpointError, ConfigError
 from chainrule.core.runs.atomic import atomic_write_text
-from chainrule.core.runs.files import BEST_WEIGHTS, CHECKPOINTS_DIR, CONFIG_FILE, SUMMARY_FILE
+from chainrule.core.runs.checks import check_run_config
+from chainrule.core.runs.files import BEST_WEIGHTS, CHECKPOINTS_DIR, CONFIG_FILE, LOCK_FILE, SUMMARY_FILE
 from chainrule.core.runs.kind import RunKind, run_kind
 
 
 def default_run_dir(dataset: str, model: str, root: str | Path = "runs") -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in Path(dataset).name or dataset)
     return Path(root) / f"{safe}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_new_run_dir(path: Path, hint: str = "use --resume to continue it or choose another --run") -> None:
+    """:class:`ConfigError` unless ``path`` is missing or empty but for its lock: a new run never overwrites one."""
+    if path.exists() and (not path.is_dir() or any(p.name != LOCK_FILE for p in path.iterdir())):
+        raise ConfigError(f"{path}: run directory already exists and is not empty; {hint}")
 
 
 @dataclass
@@ -52,8 +59,14 @@ class Run:
         atomic_write_text(self.path / CONFIG_FILE, yaml.safe_dump(self.config, sort_keys=False))
 
     def write_summary(self, updates: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``updates`` into ``summary.json`` (the caller holds the run's lock)."""
         path = self.path / SUMMARY_FILE
-        summary = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = None
+        if not isinstance(summary, dict):
+            raise CheckpointError(f"{path}: corrupt summary (not a JSON object); remove it to record new results")
         summary.update(updates)
         atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
         return summary
@@ -71,8 +84,7 @@ def read_run_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
         cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: corrupt run config ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict) or "spec" not in cfg or "model" not in cfg:
-        raise CheckpointError(f"{cfg_path}: corrupt run config (missing model or spec section)")
+    check_run_config(cfg, str(cfg_path))
     return p, cfg
 
 

@@ -3,7 +3,9 @@
 Every write is atomic: a temporary file in the same directory, fsync, ``os.replace``. A run directory
 holds ``checkpoints/step-000123.safetensors`` (+ ``.ema.safetensors`` when EMA is on) and
 ``checkpoints/step-000123.state.pt``; the state is written last and records the SHA-256 of the weight
-files, so a checkpoint counts only when the state exists and all its files match.
+files, so a checkpoint counts only when the state exists and all its files match. Every weights file also
+carries its own SHA-256 (of its header and tensor data) in its metadata, so ``best.safetensors`` and a file
+copied on its own are verified too: a flipped bit is an error, never a silently different model.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from chainrule.core.runs.atomic import atomic_write, atomic_write_bytes, remove_
 from chainrule.core.runs.files import CHECKPOINTS_DIR
 
 STATE_FORMAT = "chainrule-trainer-state"
+#: the metadata key holding a weights file's own content digest (files written before it existed load unchecked)
+DIGEST_KEY = "sha256"
 _STEP_RE = re.compile(r"^step-(\d+)\.state\.pt$")
 
 
@@ -38,18 +42,41 @@ def _tensors(module_or_state: nn.Module | Mapping[str, Tensor]) -> dict[str, Ten
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
-def weights_bytes(module_or_state: nn.Module | Mapping[str, Tensor],
-                  metadata: Mapping[str, str] | None = None) -> bytes:
+def _content_digest(header: Mapping[str, Any], payload: bytes | memoryview) -> str:
+    """SHA-256 of a safetensors header (without the digest itself) and its tensor data: every byte that matters."""
+    fields = {k: v for k, v in header.items() if k != "__metadata__"}
+    fields["__metadata__"] = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != DIGEST_KEY}
+    sha = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    sha.update(payload)
+    return sha.hexdigest()
+
+
+def _weights_parts(module_or_state: nn.Module | Mapping[str, Tensor],
+                   metadata: Mapping[str, str] | None) -> tuple[bytes, memoryview]:
+    """A safetensors file as (length prefix + header recording the content digest, tensor data)."""
     meta = {"format": "chainrule", **{str(k): str(v) for k, v in (metadata or {}).items()}}
-    return st_save(_tensors(module_or_state), metadata=meta)
+    data = st_save(_tensors(module_or_state), metadata=meta)
+    size = int.from_bytes(data[:8], "little")
+    header, payload = json.loads(data[8:8 + size]), memoryview(data)[8 + size:]
+    header.setdefault("__metadata__", {})[DIGEST_KEY] = _content_digest(header, payload)
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-(8 + len(encoded)) % 8)  # keep the tensor data 8-byte aligned, as safetensors writes it
+    return len(encoded).to_bytes(8, "little") + encoded, payload
 
 
 def save_weights(module_or_state: nn.Module | Mapping[str, Tensor], path: str | os.PathLike,
                  metadata: Mapping[str, str] | None = None) -> str:
     """Save a module's ``state_dict`` (or a state dict) to a safetensors file atomically; return its SHA-256."""
-    data = weights_bytes(module_or_state, metadata)
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    head, payload = _weights_parts(module_or_state, metadata)
+
+    def write(f) -> None:
+        f.write(head)
+        f.write(payload)
+
+    atomic_write(path, write)
+    sha = hashlib.sha256(head)
+    sha.update(payload)
+    return sha.hexdigest()
 
 
 def _invalid(path: str | os.PathLike, why: str) -> CheckpointError:
@@ -67,9 +94,16 @@ def read_weights(path: str | os.PathLike, sha256: str | None = None) -> tuple[di
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise _invalid(path, "contents do not match the checksum recorded in its state file")
     try:
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + size])
+        meta = header.get("__metadata__") or {}
+        recorded = meta.get(DIGEST_KEY)
+        if recorded is not None and _content_digest(header, memoryview(data)[8 + size:]) != recorded:
+            raise _invalid(path, f"contents do not match the {DIGEST_KEY} recorded in the file; it was damaged "
+                                 "after it was written")
         tensors = st_load(data)
-        header = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8:8 + header]).get("__metadata__") or {}
+    except CheckpointError:
+        raise
     except Exception as e:  # safetensors raises its own error types for truncated / garbled files
         raise _invalid(path, f"unreadable safetensors data: {e}") from None
     return tensors, dict(meta)

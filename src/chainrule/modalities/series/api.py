@@ -8,20 +8,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from chainrule.core.errors import CheckpointError, ConfigError, DataError
+from chainrule.core.heads.continuous import ContinuousHead
+from chainrule.core.limits import check_count, check_horizon, check_series
 from chainrule.core.runs.atomic import atomic_write_text
 from chainrule.core.runs.kind import RunKind
-from chainrule.core.runs.run import Run, default_run_dir, open_run
+from chainrule.core.runs.lock import run_lock
+from chainrule.core.runs.run import Run, check_new_run_dir, default_run_dir, open_run
+from chainrule.core.training.checkpoint import list_checkpoints
 from chainrule.core.training.distributed import DistContext, env_world_size, is_main_process, resolve_device
 from chainrule.modalities.series.features import FeatureSpec
 from chainrule.modalities.series.models.base import ForecastModel
@@ -90,7 +96,8 @@ def train_forecaster(data: str | Path | None = None, model: str | None = None, h
 
     The configuration merges like every run's: the forecasters' defaults <- ``config_file`` <- the keyword
     arguments given (None = not given) <- ``overrides`` (``section.key=value``). ``resume=True`` continues the
-    run in ``run_dir`` from its newest checkpoint with its saved configuration.
+    run in ``run_dir`` from its newest checkpoint with its saved configuration (or starts it again when it was
+    stopped before its first checkpoint). The run directory is locked while it is written.
     """
     if resume:
         return _resume_forecaster(run_dir)
@@ -111,22 +118,23 @@ def train_forecaster(data: str | Path | None = None, model: str | None = None, h
     if run_dir is None and env_world_size() > 1:
         raise ConfigError("under torchrun, give the run directory explicitly with --run DIR")
     path = Path(run_dir) if run_dir else default_run_dir(str(d["source"]), f.model_name)
-    if is_main_process():
-        if path.exists() and any(path.iterdir()):
-            raise ConfigError(f"{path}: run directory already exists and is not empty; use --resume to continue it "
-                              "or choose another --run")
-        save_forecast_run(path, f, ss, d, fspec, output=cfg["output"])  # config first: a run from the start
-    f.fit(ss, run_dir=path)
+    with run_lock(path, create=True, enabled=is_main_process()):
+        if is_main_process():
+            check_new_run_dir(path)
+            save_forecast_run(path, f, ss, d, fspec, output=cfg["output"])  # config first: a run from the start
+        f.fit(ss, run_dir=path)
     return open_run(path)
 
 
 def _resume_forecaster(run_dir: str | Path | None) -> Run:
-    """Continue a forecasting run from its newest checkpoint, rebuilt from its ``config.yaml``."""
+    """Continue a forecasting run from its newest checkpoint (from the start when it has none yet), rebuilt from
+    its ``config.yaml``."""
     if run_dir is None:
         raise ConfigError("--resume needs the run directory (--run DIR)")
-    run = open_run(run_dir)
-    f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)))[0]
-    f.fit(_run_data(run, None), run_dir=run.path, resume=True)
+    with run_lock(run_dir, enabled=is_main_process()):
+        run = open_run(run_dir)
+        f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)))[0]
+        f.fit(_run_data(run, None), run_dir=run.path, resume=bool(list_checkpoints(run.path)))
     return run
 
 
@@ -226,13 +234,14 @@ def predict(run: str | Path | Run, data: str | Path | None = None, horizon: int 
     """
     run = run if isinstance(run, Run) else open_run(run)
     qs = parse_quantiles(quantiles)
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be positive, got {num_samples}")
+    horizon, num_samples = _check_forecast_options(horizon, num_samples)
     f = forecaster_from_run(run, device)
     ss = until_last_observed(_run_data(run, data))
-    h = int(horizon or f.spec.horizon)
-    samples = f.predict(ss, h, num_samples, seed)
-    frame = forecast_frame(ss, samples, qs)
+    f.model.head.check_values(ss.values, ss.name)
+    h = f.spec.horizon if horizon is None else horizon
+    with _timestamps_in_range(h):
+        samples = f.predict(ss, h, num_samples, seed)
+        frame = forecast_frame(ss, samples, qs)
     if out is not None:
         atomic_write_text(out, frame.to_csv(index=False))
     if plot is not None:
@@ -252,23 +261,21 @@ def forecast_from_history(run: str | Path | Run, history: Sequence[float | None]
     training data ended (it matters only for models with calendar features). Returns
     ``{"mean": [...], "median": [...], "quantiles": {"0.05": [...], ...}, "horizon": H}``.
     """
+    horizon, num_samples = _check_forecast_options(horizon, num_samples)
+    qs = parse_quantiles(quantiles)
     path = run.path if isinstance(run, Run) else Path(run)
     weights = open_run(path).weights_path()
     f, spec = _cached_forecaster(str(path.resolve()), weights.stat().st_mtime_ns)
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be positive, got {num_samples}")
-    values = _history_values(history)
+    values = _history_values(history, f.model.head)
     if spec.get("covariates"):
         raise ConfigError(f"{path}: the model needs covariates {', '.join(spec['covariates'])}; use predict() with "
                           "a table instead")
-    qs = parse_quantiles(quantiles)
-    h = int(horizon or spec["horizon"])
-    if h < 1:
-        raise ConfigError(f"horizon must be positive, got {h}")
+    h = int(spec["horizon"]) if horizon is None else horizon
     times = _history_times(spec, len(values), start)
     ss = SeriesSet(name="history", ids=["history"], values=[values], times=[times], freq=spec.get("freq"),
                    season=int(spec.get("season", 1)))
-    samples = f.predict(ss, h, int(num_samples), int(seed))[0]  # (N, H)
+    with _timestamps_in_range(h):
+        samples = f.predict(ss, h, num_samples, int(seed))[0]  # (N, H)
     qv = np.quantile(samples, qs, axis=0)
     return {"mean": samples.mean(0).tolist(), "median": np.median(samples, axis=0).tolist(),
             "quantiles": {quantile_key(q): row.tolist() for q, row in zip(qs, qv, strict=True)}, "horizon": h}
@@ -284,7 +291,7 @@ def surprisal_from_history(run: str | Path | Run, history: Sequence[float | None
 
     path = run.path if isinstance(run, Run) else Path(run)
     f, spec = _cached_forecaster(str(path.resolve()), open_run(path).weights_path().stat().st_mtime_ns)
-    values = _history_values(history)
+    values = _history_values(history, f.model.head)
     if spec.get("covariates"):
         raise ConfigError(f"{path}: the model needs covariates {', '.join(spec['covariates'])}")
     ss = SeriesSet(name="history", ids=["history"], values=[values], times=[_history_times(spec, len(values), start)],
@@ -295,13 +302,30 @@ def surprisal_from_history(run: str | Path | Run, history: Sequence[float | None
             "head": f.model.head.name}
 
 
-def _history_values(history: Sequence[float | None]) -> np.ndarray:
-    """A history list (``None`` = missing) as float64; :class:`DataError` unless it holds at least one number."""
+def _check_forecast_options(horizon: Any, num_samples: Any) -> tuple[int | None, int]:
+    """The shared rules (:mod:`chainrule.core.limits`): a horizon of ``None`` (the run's) or >= 1, never 0 read as
+    "the default"; at least one sample path."""
+    return check_horizon(horizon, ConfigError), check_count(num_samples, "num_samples", ConfigError)
+
+
+@contextlib.contextmanager
+def _timestamps_in_range(horizon: int) -> Iterator[None]:
+    """A forecast whose timestamps would pass pandas' range (years 1677..2262) as a :class:`ConfigError`."""
     try:
-        values = np.array([np.nan if v is None else v for v in history], dtype=np.float64)
-    except (TypeError, ValueError):
-        values = np.zeros((0, 0))
-    if values.ndim != 1 or not np.isfinite(values).any():
+        yield
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise ConfigError(f"horizon {horizon}: the forecast's timestamps would pass pandas' range "
+                          f"({pd.Timestamp.min.year}..{pd.Timestamp.max.year})") from None
+
+
+def _history_values(history: Sequence[float | None], head: ContinuousHead) -> np.ndarray:
+    """A history list as float64 (``None`` or NaN = missing); :class:`DataError` naming the first impossible value
+    (infinity, beyond float32, outside ``head``'s support) and unless it holds at least one number."""
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence | np.ndarray):
+        raise DataError("history: give a list of numbers (null for a missing value)")
+    values = np.array(check_series(history, DataError), dtype=np.float64)
+    head.check_support(torch.from_numpy(values), "history")
+    if not np.isfinite(values).any():
         raise DataError("history: give a list of numbers (null for a missing value) with at least one number")
     return values
 
@@ -314,7 +338,7 @@ def _history_times(spec: dict[str, Any], n: int, start: str | None) -> pd.Index:
         if start is not None:
             return pd.date_range(pd.Timestamp(start), periods=n, freq=freq)
         return pd.date_range(end=pd.Timestamp(spec["last_timestamp"]), periods=n, freq=freq)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise ConfigError(f"start {start!r}: not a timestamp on the {freq!r} grid ({e})") from None
 
 

@@ -12,6 +12,10 @@ import pandas as pd
 from chainrule.core.errors import ConfigError, DataError
 from chainrule.modalities.series.freq import future_index, grid, infer_freq, season_for
 
+#: a series is reindexed to a regular grid (gaps become NaN) of at most this many points per row: more means a
+#: stray timestamp (three rows at times 0, 1 and 500,000,000 would ask for 500 million points), not sparse data
+MAX_GRID_PER_ROW = 100
+
 
 @dataclass
 class SeriesSet:
@@ -88,10 +92,12 @@ def read_table(path: str | Path, time: str, target: str, id: str | None = None, 
 
 
 def from_frame(frame: pd.DataFrame, name: str, time: str, target: str, id: str | None = None,
-               covariates: Sequence[str] = (), freq: str | None = None) -> SeriesSet:
+               covariates: Sequence[str] = (), freq: str | None = None,
+               max_grid_per_row: float = MAX_GRID_PER_ROW) -> SeriesSet:
     """A :class:`SeriesSet` from a long-format data frame; ``name`` (a file or dataset name) prefixes errors.
 
-    Integer time columns (e.g. years) give integer indexes; text or datetime columns give datetime indexes.
+    Integer time columns (e.g. years) give integer indexes; text or datetime columns give datetime indexes. A
+    series whose regular grid would exceed ``max_grid_per_row`` points per row is a :class:`DataError`.
     """
     covariates = [c for c in covariates if c]
     _check_columns(name, frame, {"--time": [time], "--target": [target], "--id": [id] if id else [],
@@ -113,6 +119,7 @@ def from_frame(frame: pd.DataFrame, name: str, time: str, target: str, id: str |
         if dup.any():
             where = f" in series {sid!r} (column {id!r})" if id else ""
             raise DataError(f"{name}: duplicate timestamp {_fmt(index[dup][0])} in column {time!r}{where}")
+        _check_grid_size(name, time, str(sid), index, freq, max_grid_per_row)
         ids.append(str(sid))
         indexes.append(index)
         parts.append(part)
@@ -137,6 +144,22 @@ def from_frame(frame: pd.DataFrame, name: str, time: str, target: str, id: str |
             covs.append(c)
     return SeriesSet(name=name, ids=ids, values=values, times=times, freq=freq, season=season_for(freq),
                      covariates=covs if covariates else None, covariate_names=list(covariates), target=target)
+
+
+def _check_grid_size(name: str, time: str, sid: str, index: pd.Index, freq: str | None, per_row: float) -> None:
+    """DataError before the grid is built when it would hold more than ``per_row`` points per row: its finest
+    possible step is the smallest gap between times (or ``freq``'s step when that is finer)."""
+    if len(index) < 2:
+        return
+    step = (index[1:] - index[:-1]).min()
+    if freq is not None and isinstance(index, pd.DatetimeIndex):
+        ahead = pd.date_range(index[0], periods=2, freq=freq)
+        step = min(step, ahead[1] - ahead[0])
+    points = (index[-1] - index[0]) / step + 1
+    if points > per_row * len(index):
+        raise DataError(f"{name}: the times in column {time!r} of series {sid!r} span {points:,.0f} steps of "
+                        f"{_fmt(step)} from {_fmt(index[0])} to {_fmt(index[-1])} but the series has only "
+                        f"{len(index)} rows (at most {per_row:g} steps per row); check for a stray time")
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
