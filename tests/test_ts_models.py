@@ -308,3 +308,27 @@ def test_round_trip_of_a_trained_run_gives_identical_forecasts(tmp_path):
         a, b = f.predict(ss, 7, 20, seed=4), again.predict(ss, 7, 20, seed=4)
         assert a.shape == (2, 20, 7) and np.array_equal(a, b)
         assert type(again.model) is type(f.model) and again.model.head.name == f.model.head.name
+
+
+def test_the_generic_run_loader_rebuilds_a_forecaster(tmp_path):
+    """One registry: ``open_run(...).load_model()`` rebuilds a forecasting run exactly like the series API."""
+    from chainrule.modalities.series import api
+    from chainrule.runs import open_run
+
+    ss = daily_set()
+    run = api.train_forecaster(ss_path(ss, tmp_path), "deepar", horizon=7, time="date", target="y", id="id", steps=3,
+                               run_dir=tmp_path / "run", progress=False, **model_class("deepar", "series").TINY)
+    ref, _ = api.load_forecast_run(run.path)
+    got = open_run(run.path).load_model()
+    assert type(got) is type(ref) and got.modality == "series"
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def ss_path(ss: SeriesSet, tmp_path) -> str:
+    """``ss`` written as a long CSV (date, id, y)."""
+    rows = [{"date": t, "id": sid, "y": v} for sid, ts, vs in zip(ss.ids, ss.times, ss.values, strict=True)
+            for t, v in zip(ts, vs, strict=True)]
+    path = tmp_path / "toy.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)

@@ -1,12 +1,11 @@
-"""Image and text runs: the shared run directory (:mod:`chainrule.core.runs.run`) plus rebuilding the model from
-the registry and loading its weights."""
+"""Runs of every kind: the shared run directory (:mod:`chainrule.core.runs.run`) plus rebuilding the model from
+the one registry (keyed by the run kind's modality) and loading its weights."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from chainrule.core.contract import AutoregressiveModel
-from chainrule.core.errors import ConfigError
 from chainrule.core.runs import run as base
 from chainrule.core.runs.run import default_run_dir
 from chainrule.modalities.registry import build_model
@@ -19,15 +18,13 @@ class Run(base.Run):
 
     def build_model(self) -> AutoregressiveModel:
         spec, m = self.spec, dict(self.config["model"])
-        if spec.get("kind") == "timeseries":
-            raise ConfigError(f"{self.path} is a time-series run: use chainrule.modalities.series.api"
-                              ".load_forecast_run")
         name = m.pop("name")
         head = m.pop("head", None)
         head_options = m.pop("head_options", None)
         m.pop("conditional", None)
-        return build_model(name, spec["event_shape"], spec["levels"], num_classes=spec.get("num_classes", 0),
-                           head=head, head_options=head_options, **m)
+        return build_model(name, spec.get("event_shape"), spec.get("levels", 0),
+                           num_classes=spec.get("num_classes", 0), head=head, head_options=head_options,
+                           modality=self.kind.modality, **m)
 
     def load_model(self, device: str | None = None) -> AutoregressiveModel:
         from chainrule.core.training.checkpoint import load_weights

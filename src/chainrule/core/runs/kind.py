@@ -18,6 +18,11 @@ class RunKind(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def modality(self) -> str:
+        """The model registry's modality for this kind of run."""
+        return "series" if self is RunKind.SERIES else self.value
+
 
 def run_kind(spec: Any, where: str = "run") -> RunKind:
     """The kind recorded in a run's spec (``image`` when absent, as in the earliest runs)."""
