@@ -76,7 +76,7 @@ def test_concurrent_forecasts_equal_alone(client, base):
     ({"history": [1.0] * 10_001}, 422, "history"),
     ({"history": ["a", 2.0]}, 422, "history"),
     ({"history": HISTORY, "quantiles": [0.5, 1.5]}, 422, "quantiles"),
-    ({"history": HISTORY, "start": "not a date"}, 400, "start"),
+    ({"history": HISTORY, "start": "not a date"}, 422, "start"),
     ({"model": "tiny-text", "history": HISTORY}, 400, "text model"),
 ])
 def test_bad_forecast_requests(client, body, status, needle):

@@ -165,7 +165,7 @@ BAD_REQUESTS = [
     ("/v1/log_prob", {"model": "tiny-text", "texts": []}, 422, "texts"),
     ("/v1/log_prob", {"model": "tiny-text", "images": [[[0]]]}, 422, "text model"),
     ("/v1/log_prob", {"model": "digits", "images": [[[0, 1], [1, 0]]], "class": 1}, 400, "shape"),
-    ("/v1/log_prob", {"model": "digits", "images": [[[0.5] * 8] * 8], "class": 1}, 400, "integers"),
+    ("/v1/log_prob", {"model": "digits", "images": [[[0.5] * 8] * 8], "class": 1}, 422, "integers"),
     ("/v1/log_prob", {"model": "digits", "images": [[[3] * 8] * 8], "class": 1}, 400, "levels"),
     ("/v1/log_prob", {"model": "digits", "images": [[[0] * 8] * 8]}, 400, "class"),
     ("/v1/forecast", {"model": "tiny-text", "history": [1.0, 2.0]}, 400, "text model"),

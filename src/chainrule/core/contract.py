@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
+from chainrule.core.limits import check_count, check_temperature
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,52 @@ class AutoregressiveModel(nn.Module):
         """Training objective: mean negative log-likelihood in nats per example."""
         return -self.log_prob(x, cond).mean()
 
-    def check_input(self, x: Tensor, cond: Tensor | None) -> None:
+    # --------------------------------------------------------------- validation
+    def check_input(self, x: Tensor, cond: Any) -> None:
+        """The one check of what a model is given (:class:`InputError`, naming the value): the shape, every value
+        within the head's support and the class labels. ``forward`` (so ``log_prob``) calls it; :meth:`check_sample`
+        applies the same checks to what ``sample`` is given."""
+        self.check_shape(x)
+        self.head.check_support(x)
+        self.check_condition(cond, x.shape[0])
+
+    def check_shape(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"{self.name}: expected input of shape (B, {', '.join(map(str, self.event_shape))}), "
+            raise InputError(f"{self.name}: expected input of shape (B, {', '.join(map(str, self.event_shape))}), "
                              f"got {tuple(x.shape)}")
-        if cond is not None and self.num_classes == 0:
-            raise ValueError(f"{self.name}: this model was built without class conditioning")
+
+    def check_condition(self, cond: Any, batch: int) -> None:
+        """Class labels (a bare tensor or ``Condition.labels``): ``(batch,)`` integers in ``0 .. num_classes-1``,
+        and none at all for an unconditional model."""
+        labels = cond.labels if isinstance(cond, Condition) else cond
+        if labels is None:
+            return
+        if self.num_classes == 0:
+            raise InputError(f"{self.name}: this model was built without class conditioning; give no class")
+        if not isinstance(labels, Tensor) or labels.is_floating_point() or tuple(labels.shape) != (batch,):
+            shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise InputError(f"{self.name}: class labels must be {batch} integers, one per example; got {shape}")
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bool(bad.any()):
+            raise InputError(f"{self.name}: class {int(labels[bad][0])} out of range 0..{self.num_classes - 1}")
+
+    def check_sample(self, n: int, cond: Any = None, x_given: Tensor | None = None, known: Tensor | None = None,
+                     temperature: float = 1.0) -> None:
+        """What :meth:`sample` is asked: ``n >= 1``, a temperature of 0 (greedy, for every discrete head) or in the
+        range of :mod:`chainrule.core.limits`, the labels, and a given part of the input with its mask."""
+        check_count(n, "n", InputError)
+        check_temperature(temperature, InputError)
+        self.check_condition(cond, n)
+        if x_given is None:
+            return
+        if known is None:
+            raise InputError("x_given needs a `known` mask of the positions to keep")
+        if x_given.shape[0] != n:
+            raise InputError(f"{self.name}: x_given holds {x_given.shape[0]} examples, n is {n}")
+        self.check_shape(x_given)
+        self.head.check_support(x_given, "x_given")
+        if tuple(known.shape) != (n, *self.positions):
+            raise InputError(f"{self.name}: known must have shape {(n, *self.positions)}, got {tuple(known.shape)}")
 
     # --------------------------------------------------------------- ordering
     def ordering(self) -> Tensor:
@@ -197,7 +239,8 @@ class AutoregressiveModel(nn.Module):
             known: ``(n, *S)`` bool mask of given positions; sampling fills the rest. A true
                 conditional sample needs the known positions to come first in the ordering
                 (e.g. the top half of an image in raster order).
-            temperature: scales the logits / log-scales of each conditional (1 = the model).
+            temperature: scales the logits / log-scales of each conditional (1 = the model; 0 = the most
+                probable value at each position, for every discrete head).
             use_cache: use :meth:`step` when the model supports it.
             generator: a ``torch.Generator`` for reproducible draws.
         """

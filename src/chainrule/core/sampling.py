@@ -3,10 +3,16 @@
 Python loops over positions exist only where sampling is inherently sequential: this loop, the token loop of
 text generation (:mod:`chainrule.modalities.text.generation.loop`, with its logits processors and stop rules)
 and the forecast roll-out of the series base class. Training and evaluation are vectorised over positions.
+
+Each of those loops calls :func:`check_stop` before every step, so work run inside :func:`stop_when` (a server
+abandoning a request past its time limit or after its client left) ends within one step instead of running on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,6 +20,32 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from chainrule.core.contract import AutoregressiveModel
+
+
+class SamplingStopped(Exception):
+    """A sampling loop was abandoned between two steps because its stop check said so."""
+
+
+#: the stop check of the work running in this thread (each thread has its own context)
+_should_stop: ContextVar[Callable[[], bool] | None] = ContextVar("chainrule_should_stop", default=None)
+
+
+@contextmanager
+def stop_when(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Inside this block (in this thread), every sampling loop asks ``should_stop()`` before each step and raises
+    :class:`SamplingStopped` once it answers True. No signature between the caller and the loop has to carry it."""
+    token = _should_stop.set(should_stop)
+    try:
+        yield
+    finally:
+        _should_stop.reset(token)
+
+
+def check_stop() -> None:
+    """Raise :class:`SamplingStopped` when the enclosing :func:`stop_when` check says the work should end."""
+    should_stop = _should_stop.get()
+    if should_stop is not None and should_stop():
+        raise SamplingStopped("sampling was stopped between steps")
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -37,15 +69,15 @@ def ancestral_sample(
     With ``use_cache`` and a model that supports it, each position costs one :meth:`step`; otherwise the
     teacher-forced network is re-run and the next position's parameters read off — for ``row_causal``
     image models only on the rows up to the current one (half the work on average). All paths draw the
-    same random numbers in the same order, so they give identical samples under one seed.
+    same random numbers in the same order, so they give identical samples under one seed. The arguments are
+    checked first (:meth:`AutoregressiveModel.check_sample`).
     """
+    model.check_sample(n, cond, x_given, known, temperature)
     device = model.device
     c, shape = model.channels, model.positions
     x = torch.zeros(n, c, *shape, dtype=torch.long, device=device)
     known_flat = None
     if x_given is not None:
-        if known is None:
-            raise ValueError("x_given needs a `known` mask of the positions to keep")
         x.copy_(x_given.to(device).long())
         known_flat = known.to(device).reshape(n, -1).bool()
     if cond is not None:
@@ -60,6 +92,7 @@ def ancestral_sample(
     model.eval()
     try:
         for pos in order:
+            check_stop()
             if cached:
                 params, cache = model.step(prev, cache)
             elif crop:

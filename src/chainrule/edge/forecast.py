@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.core.limits import check_count, check_series
 from chainrule.edge.errors import EdgeError
 from chainrule.edge.model import EdgeModel
 
@@ -115,11 +116,12 @@ def sample_paths(model: EdgeModel, history: Sequence[float | None], horizon: int
     model.require("timeseries", "forecast")
     meta = model.metadata
     hist, cap = int(meta["history"]), int(meta["max_context"])
-    values = np.array([np.nan if v is None else v for v in history], dtype=np.float64)
-    if values.ndim != 1 or not np.isfinite(values).any():
+    horizon = check_count(horizon, "horizon", EdgeError)
+    num_samples = check_count(num_samples, "samples", EdgeError)
+    counts = meta["head"]["type"] == "negative_binomial"  # the only head whose support is not every real number
+    values = np.array(check_series(history, EdgeError, counts=counts), dtype=np.float64)
+    if not np.isfinite(values).any():
         raise EdgeError("history: give a list of numbers with at least one observed value")
-    if horizon < 1 or num_samples < 1:
-        raise EdgeError(f"horizon and samples must be positive, got {horizon} and {num_samples}")
     if hist + horizon > cap:
         raise EdgeError(f"{model.path}: this export forecasts at most {cap - hist} steps; re-export with "
                         f"--max-context {hist + horizon} or more")
@@ -154,7 +156,7 @@ def forecast(model: EdgeModel, history: Sequence[float | None], horizon: int | N
     if not quantiles or any(not 0 < q < 1 for q in quantiles):
         raise EdgeError(f"quantiles must be numbers in (0, 1), got {list(quantiles)}")
     model.require("timeseries", "forecast")
-    h = int(horizon or model.metadata["horizon"])
+    h = int(model.metadata["horizon"]) if horizon is None else check_count(horizon, "horizon", EdgeError)
     paths = sample_paths(model, history, h, num_samples, seed)
     qv = np.quantile(paths, list(quantiles), axis=0)
     return {"mean": paths.mean(0).tolist(), "median": np.median(paths, axis=0).tolist(),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chainrule.core.limits import check_count, check_temperature
 from chainrule.edge.errors import EdgeError
 from chainrule.edge.heads import sample_position
 from chainrule.edge.model import EdgeModel
@@ -24,10 +25,8 @@ def sample_images(model: EdgeModel, n: int, temperature: float = 1.0, seed: int 
     """``n`` samples, int64 levels ``(n, C, *S)``."""
     model.require("image", "sample")
     meta = model.metadata
-    if n < 1:
-        raise EdgeError(f"the number of samples must be positive, got {n}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise EdgeError(f"temperature must be positive, got {temperature}")
+    n = check_count(n, "the number of samples", EdgeError)
+    temperature = check_temperature(temperature, EdgeError, greedy=False)
     shape = [int(s) for s in meta["event_shape"]]
     feeds = {"x": np.zeros([n, *shape], dtype=np.int64)}
     num_classes = int(meta.get("num_classes", 0))

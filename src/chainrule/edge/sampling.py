@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.core.limits import check_temperature, check_top_k, check_top_p
 from chainrule.edge.errors import EdgeError
 
 
 def check_options(temperature: float, top_k: int | None, top_p: float) -> None:
-    """:class:`EdgeError` for out-of-range sampling options."""
-    if not np.isfinite(temperature) or temperature < 0:
-        raise EdgeError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 0:
-        raise EdgeError(f"top-k must be a positive integer (0 = off), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise EdgeError(f"top-p must be in (0, 1], got {top_p}")
+    """:class:`EdgeError` for out-of-range sampling options (the library's rules, :mod:`chainrule.core.limits`)."""
+    check_temperature(temperature, EdgeError)
+    check_top_k(top_k, EdgeError, name="top-k")
+    check_top_p(top_p, EdgeError, name="top-p")
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.core.limits import check_count
 from chainrule.edge.errors import EdgeError
 from chainrule.edge.model import EdgeModel
 from chainrule.edge.sampling import check_options, choose_tokens
@@ -90,8 +91,8 @@ def generate_tokens(model: EdgeModel, prompt_ids: Sequence[int], max_new_tokens:
     """An iterator over the next token of each of ``num_samples`` samples, ``(num_samples,)``, ``max_new_tokens``
     times. Options are checked before this returns (:class:`EdgeError`)."""
     check_options(temperature, top_k, top_p)
-    if max_new_tokens < 0 or num_samples < 1:
-        raise EdgeError(f"need max-new-tokens >= 0 and samples >= 1, got {max_new_tokens} and {num_samples}")
+    num_samples = check_count(num_samples, "samples", EdgeError)
+    max_new_tokens = check_count(max_new_tokens, "max-new-tokens", EdgeError, minimum=0)
     vocab = int(model.metadata["vocab_size"])
     bad = [i for i in prompt_ids if not 0 <= int(i) < vocab]
     if bad:

@@ -65,7 +65,8 @@ def validation_message(exc: RequestValidationError) -> str:
         if err.get("type") == "json_invalid":
             msgs.append(f"body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
         else:
-            msgs.append(f"{_location(tuple(err.get('loc', ())))}: {err.get('msg', 'invalid')}")
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own sentences
+            msgs.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
     return "; ".join(msgs) or "invalid request"
 
 

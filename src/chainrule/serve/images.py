@@ -58,7 +58,7 @@ def parse_images(served: ServedModel, images: list[Any]) -> list[Tensor]:
             t = torch.tensor(img)
         except (TypeError, ValueError, RuntimeError):
             raise ConfigError(f"images[{i}]: expected equal-length nested lists of integers") from None
-        if t.dtype not in (torch.int64, torch.int32, torch.bool):
+        if t.dtype not in (torch.int64, torch.int32):
             raise ConfigError(f"images[{i}]: values must be integers (levels 0..{levels - 1}), got {t.dtype}")
         if t.ndim == len(shape) - 1 and shape[0] == 1:
             t = t.unsqueeze(0)

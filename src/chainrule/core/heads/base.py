@@ -8,7 +8,9 @@ position — R, then G given R — is the head's business) and ``(B, *S)`` for c
 position, optionally in units of a per-example ``scale``).
 
 Every head has the same three calls — ``num_params``, ``log_prob`` (nats) and ``sample`` with an explicit
-``torch.Generator`` — so sampling loops, evaluation and export treat all of them alike.
+``torch.Generator`` — so sampling loops, evaluation and export treat all of them alike. Its *support* (the
+values it gives a probability) is stated once, in :meth:`Head.outside_support`: the model contract checks every
+scored or given value against it, so an impossible value is an error rather than a meaningless score.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from chainrule.core.errors import InputError
 
 
 class Head(nn.Module, ABC):
@@ -42,6 +46,31 @@ class Head(nn.Module, ABC):
     def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
                scale: Tensor | None = None) -> Tensor:
         """One draw per position from ``params``, using ``generator`` (torch's global one when None)."""
+
+    @property
+    def support(self) -> str:
+        """The values this head gives a probability, in words (for error messages)."""
+        return f"integer levels 0..{self.levels - 1}"
+
+    def outside_support(self, x: Tensor) -> Tensor:
+        """Bool mask of the values of ``x`` this head cannot produce (discrete: anything but an integer level
+        ``0 .. levels-1``)."""
+        bad = (x < 0) | (x > self.levels - 1)
+        return bad | (x != x.round()) if x.is_floating_point() else bad
+
+    def check_support(self, x: Tensor, where: str = "x") -> None:
+        """:class:`InputError` naming the first value of ``x`` outside the support and its index."""
+        bad = self.outside_support(x)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            raise InputError(f"{where}[{', '.join(map(str, idx))}]: {x[idx].item()!r} is outside the {self.name} "
+                             f"head's support ({self.support})")
+
+    def level_log_probs(self, params: Tensor, x: Tensor, channel: int) -> Tensor:
+        """Log-probabilities ``(B, levels)`` of every level of ``channel`` at one position, given its parameters
+        ``(B, P)`` and the earlier channels' values in ``x`` ``(B, C)``: the per-symbol conditionals an entropy
+        coder needs (summed over channels at the coded values they give :meth:`log_prob`). Discrete heads only."""
+        raise NotImplementedError(f"the {self.name} head is not over discrete levels; it cannot drive a coder")
 
     def mode_input(self, x: Tensor) -> Tensor:
         """Map integer levels to the float network input in [-1, 1] (discrete heads)."""

@@ -29,6 +29,10 @@ class Categorical(Head):
         logp = torch.log_softmax(self.logits(params), dim=2)
         return logp.gather(2, x.unsqueeze(2)).squeeze(2).sum(1)
 
+    def level_log_probs(self, params: Tensor, x: Tensor, channel: int) -> Tensor:
+        """Channels are independent given their logits: the log-softmax of ``channel``'s ``levels`` logits."""
+        return torch.log_softmax(self.logits(params)[:, channel], dim=-1)
+
     def sample(self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
                scale: Tensor | None = None) -> Tensor:
         logits = self.logits(params)

@@ -16,8 +16,8 @@ values ``(B, T)`` or ``(B,)``, a per-example ``scale`` ``(B,)``). A network emit
   ``y`` in original units — and its samples are the mean itself (a deterministic roll-out).
 
 ``log_prob`` is in nats; for the three distributions it is the density (pmf) of ``y`` in original units.
-Sampling draws from the ``torch.Generator`` it is given (``sample_paths`` makes one per call from its seed), so
-concurrent forecasts never share random state.
+Sampling draws from the ``torch.Generator`` it is given (``sample_paths`` makes one per series from its seed),
+so concurrent forecasts never share random state.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class ContinuousHead(Head):
     scale_offset: ClassVar[float] = 0.0
     #: True for point forecasts (sampling returns the mean)
     point: ClassVar[bool] = False
+    #: appended to :meth:`check_values`' message (what to do about training data outside the support)
+    data_hint: ClassVar[str] = ""
 
     def num_params(self, channels: int = 1) -> int:
         if channels != 1:
@@ -71,8 +73,23 @@ class ContinuousHead(Head):
     def mean(self, params: Tensor, scale: Tensor | None = None) -> Tensor:
         return self.dist_params(params, scale)["mean"]
 
+    @property
+    def support(self) -> str:
+        return "finite numbers; NaN = missing"
+
+    def outside_support(self, x: Tensor) -> Tensor:
+        """Infinity is outside every continuous head's support; NaN is a missing value, not an error."""
+        return torch.isinf(x)
+
     def check_values(self, values: list, where: str) -> None:
-        """Raise :class:`DataError` (naming ``where``) when the data cannot come from this head."""
+        """Raise :class:`DataError` (naming ``where``) when the data (a list of series) cannot come from this head."""
+        for v in values:
+            t = torch.as_tensor(np.asarray(v, dtype=np.float64))
+            bad = self.outside_support(t)
+            if bool(bad.any()):
+                first = float(t[bad][0])
+                raise DataError(f"{where}: {first:g} is outside the {self.name} head's support ({self.support})"
+                                + self.data_hint)
 
 
 class Gaussian(ContinuousHead):
@@ -152,13 +169,14 @@ class NegativeBinomial(ContinuousHead):
         rate = torch._standard_gamma(r, generator=generator) * (p["mu"] / r)  # Gamma(r, r/mu)
         return torch.poisson(rate, generator=generator)
 
-    def check_values(self, values: list, where: str) -> None:
-        for v in values:
-            v = np.asarray(v, dtype=np.float64)
-            v = v[np.isfinite(v)]
-            if v.size and (v.min() < 0 or np.any(v != np.round(v))):
-                raise DataError(f"{where}: the negative_binomial head needs non-negative integer counts; use "
-                                "--head gaussian or student_t for this target")
+    data_hint = "; use --head gaussian or student_t for this target"
+
+    @property
+    def support(self) -> str:
+        return "non-negative integer counts; NaN = missing"
+
+    def outside_support(self, x: Tensor) -> Tensor:
+        return ~torch.isnan(x) & (torch.isinf(x) | (x < 0) | (x != x.floor()))
 
 
 class SquaredError(ContinuousHead):

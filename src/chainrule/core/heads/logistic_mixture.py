@@ -73,14 +73,11 @@ class DiscretizedLogisticMixture(Head):
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     # ------------------------------------------------------------------ scoring
-    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
-        c = x.shape[1]
-        logits, means, log_scales, coeffs = self.split(params, c)
-        v = self._values(x, params.dtype).unsqueeze(2)  # (B, C, 1, *S)
-        means = torch.stack([means[:, i] + self._shift(coeffs, v, i) for i in range(c)], dim=1)
+    def _log_bins(self, x: Tensor, centered: Tensor, log_scales: Tensor) -> Tensor:
+        """Log-probability of level ``x`` under a discretized logistic whose mean lies ``centered`` below the
+        level's value (all three broadcast together)."""
         inv_s = torch.exp(-log_scales)
         half = 1.0 / (self.levels - 1)
-        centered = v - means
         upper = inv_s * (centered + half)  # logistic-space upper bin edge
         lower = inv_s * (centered - half)
         width = inv_s * (2.0 * half)  # upper - lower, computed without cancellation
@@ -92,10 +89,30 @@ class DiscretizedLogisticMixture(Head):
         mid = inv_s * centered
         log_mid = F.logsigmoid(mid) + F.logsigmoid(-mid) + torch.log(width.clamp_min(1e-30))
         log_bin = torch.where(width > 1e-6, log_bin, log_mid)
-        xb = x.unsqueeze(2).expand_as(log_bin)
-        per_channel = torch.where(xb == 0, log_cdf_upper,
-                                  torch.where(xb == self.levels - 1, log_sf_lower, log_bin))
+        return torch.where(x == 0, log_cdf_upper, torch.where(x == self.levels - 1, log_sf_lower, log_bin))
+
+    def log_prob(self, params: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        c = x.shape[1]
+        logits, means, log_scales, coeffs = self.split(params, c)
+        v = self._values(x, params.dtype).unsqueeze(2)  # (B, C, 1, *S)
+        means = torch.stack([means[:, i] + self._shift(coeffs, v, i) for i in range(c)], dim=1)
+        per_channel = self._log_bins(x.unsqueeze(2), v - means, log_scales)
         return torch.logsumexp(per_channel.sum(1) + torch.log_softmax(logits, dim=1), dim=1)
+
+    def level_log_probs(self, params: Tensor, x: Tensor, channel: int) -> Tensor:
+        """``log p(x_c = k | x_<c)`` for every level ``k``: the mixture weights are updated by the earlier channels'
+        likelihood under each component (Bayes), then mixed over the component's bins of channel ``c``."""
+        logits, means, log_scales, coeffs = self.split(params, x.shape[1])  # (B, M), (B, C, M), ...
+        v = self._values(x, params.dtype).unsqueeze(2)  # (B, C, 1)
+        log_w = torch.log_softmax(logits, dim=1)
+        for j in range(channel):
+            mean_j = means[:, j] + self._shift(coeffs, v, j)
+            log_w = log_w + self._log_bins(x[:, j:j + 1], v[:, j] - mean_j, log_scales[:, j])
+        mean_c = (means[:, channel] + self._shift(coeffs, v, channel)).unsqueeze(-1)  # (B, M, 1)
+        grid = torch.arange(self.levels, device=params.device)
+        per_level = self._log_bins(grid, self._values(grid, params.dtype) - mean_c,
+                                   log_scales[:, channel].unsqueeze(-1))  # (B, M, K)
+        return torch.logsumexp(log_w.unsqueeze(-1) + per_level, dim=1) - torch.logsumexp(log_w, dim=1).unsqueeze(-1)
 
     # ------------------------------------------------------------------ sampling
     def sample(

@@ -104,6 +104,8 @@ class Histogram(AutoregressiveModel):
         if not self.countable:
             raise ConfigError(f"histogram: exact_probs needs a categorical or bernoulli head, "
                               f"not {type(self.head).__name__}")
+        if cond is not None:
+            self.check_condition(cond, cond.shape[0])
         rows = self._rows(1, None) if cond is None else self._rows(cond.shape[0], cond)
         probs = self._probs(self.logits[rows], 1.0)
         return probs[0] if cond is None else probs
@@ -132,6 +134,7 @@ class Histogram(AutoregressiveModel):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """All positions at once (they are independent): inverse CDF of uniforms from ``generator``."""
+        self.check_sample(n, cond, x_given, known, temperature)
         device = self.logits.device
         params = self.logits[self._rows(n, cond)]
         if not self.countable:
@@ -142,7 +145,5 @@ class Histogram(AutoregressiveModel):
             u = torch.rand((*cdf.shape[:-1], 1), generator=generator, device=device, dtype=cdf.dtype)
             x = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
         if x_given is not None:
-            if known is None:
-                raise ValueError("x_given needs a `known` mask of the positions to keep")
             x = torch.where(known.to(device).bool().unsqueeze(1), x_given.to(device).long(), x)
         return x

@@ -161,12 +161,21 @@ class MADE(AutoregressiveModel):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Ancestral samples from the ensemble: each example draws its mask uniformly, then examples
-        sharing a mask are sampled together in that mask's ordering."""
+        sharing a mask are sampled together in that mask's ordering.
+
+        Completion (``known`` given) needs the known positions first in the ordering, so each example draws its
+        mask among those that order its known positions first, with probability proportional to that mask's
+        likelihood of the known values (:meth:`completion_masks`): an exact sample of ``p(x_unknown | x_known)``
+        under the ensemble of those masks (all of them when ``order_agnostic`` is False)."""
+        self.check_sample(n, cond, x_given, known, temperature)
         kwargs = dict(temperature=temperature, use_cache=use_cache, generator=generator)
         if self.num_masks == 1:
             return ancestral_sample(self, n, cond=cond, x_given=x_given, known=known, **kwargs)
         gen_device = generator.device if generator is not None else self.device
-        which = torch.randint(self.num_masks, (n,), generator=generator, device=gen_device).to(self.device)
+        if known is not None and x_given is not None:
+            which = self.completion_masks(x_given, known, cond, generator)
+        else:
+            which = torch.randint(self.num_masks, (n,), generator=generator, device=gen_device).to(self.device)
         x = torch.zeros(n, *self.event_shape, dtype=torch.long, device=self.device)
         saved = self.current_mask
         try:
@@ -180,3 +189,34 @@ class MADE(AutoregressiveModel):
         finally:
             self.use_mask(saved)
         return x
+
+    @torch.no_grad()
+    def completion_masks(self, x_given: Tensor, known: Tensor, cond: Tensor | None = None,
+                         generator: torch.Generator | None = None) -> Tensor:
+        """One mask per example for completing ``x_given`` where ``known`` ``(n, *S)``: drawn among the masks whose
+        ordering puts every known position before every unknown one, with probability proportional to
+        ``p_k(x_known)`` (the mask's conditionals of the known positions, which see only known values)."""
+        n = known.shape[0]
+        known_flat = known.to(self.device).reshape(n, -1).bool()
+        ranks = torch.argsort(self.orders, dim=1)[None]  # (1, K, N): rank of each position in each ordering
+        last_known = torch.where(known_flat[:, None], ranks, -1).amax(-1)
+        first_unknown = torch.where(known_flat[:, None], ranks.shape[-1], ranks).amin(-1)
+        usable = last_known < first_unknown  # (n, K)
+        if not usable.any(1).all():
+            raise ValueError("made: no mask of this ensemble orders the known positions before the others; "
+                             "complete with a model trained with order_agnostic=false")
+        x = x_given.to(self.device).long()
+        saved, was_training = self.current_mask, self.training
+        self.eval()
+        try:
+            log_w = []
+            for k in range(self.num_masks):
+                self.use_mask(k)
+                per_position = self.log_prob_positions(x, cond).reshape(n, -1)
+                log_w.append(torch.where(known_flat, per_position, 0.0).sum(1))
+        finally:
+            self.use_mask(saved)
+            self.train(was_training)
+        weights = torch.softmax(torch.stack(log_w, 1).masked_fill(~usable, -math.inf).double(), dim=1)
+        gen_device = generator.device if generator is not None else self.device
+        return torch.multinomial(weights.to(gen_device), 1, generator=generator).squeeze(1).to(self.device)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
-from chainrule.core.errors import ConfigError
+from chainrule.core.errors import ConfigError, InputError
 from chainrule.core.heads.base import Head
 from chainrule.core.heads.categorical import Categorical
 
@@ -42,12 +42,11 @@ class SequenceModel(AutoregressiveModel):
         self.start = nn.Parameter(torch.zeros(embed_dim))
         self.class_embedding = nn.Embedding(num_classes, embed_dim) if num_classes > 0 else None
 
-    def check_input(self, x: Tensor, cond: Tensor | None) -> None:
+    def check_shape(self, x: Tensor) -> None:
+        """Any length up to the context, not only ``max_len`` (token ids and labels are checked by the contract)."""
         if x.ndim != 3 or x.shape[1] != 1 or not 1 <= x.shape[2] <= self.max_len:
-            raise ValueError(f"{self.name}: expected tokens of shape (B, 1, T) with T <= {self.max_len}, "
+            raise InputError(f"{self.name}: expected tokens of shape (B, 1, T) with T <= {self.max_len}, "
                              f"got {tuple(x.shape)}")
-        if cond is not None and self.num_classes == 0:
-            raise ValueError(f"{self.name}: this model was built without class conditioning")
 
     def encode(self, x: Tensor) -> Tensor:
         """Token ids ``(B, 1, T)`` -> embeddings ``(B, T, D)``."""
