@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint bench bench-images bench-text bench-forecast bench-serve clean
+.PHONY: install browser demo test mutants lint bench bench-images bench-text bench-forecast bench-serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -27,6 +27,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Plants known bugs one at a time in a copy of src/ and requires the targeted tests to catch each (minutes;
+# not part of `make test`). Run a few: make mutants MUTANTS="categorical-temperature-multiplies ..."
+mutants: $(STAMP)
+	$(BIN)/python -m tests.mutations $(MUTANTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

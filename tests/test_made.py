@@ -6,7 +6,9 @@ import itertools
 
 import pytest
 import torch
+from sampling_stats import frequencies, total_variation, tv_bound
 
+from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.heads import Bernoulli, Categorical
 from chainrule.modalities.image.models.made import MADE
 
@@ -105,11 +107,23 @@ def test_sampling_is_reproducible_and_follows_the_ensemble() -> None:
     other = model.sample(6, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(first, other)
 
-    draws = model.sample(6000, generator=torch.Generator().manual_seed(5))
+    n = 40_000
+    draws = model.sample(n, generator=torch.Generator().manual_seed(5))
     codes = (draws.flatten(1) * torch.tensor([8, 4, 2, 1])).sum(1)
-    freq = torch.bincount(codes, minlength=16).float() / len(codes)
-    probs = model.log_prob(_all_binary(2, 2)).exp()
-    assert (freq - probs).abs().sum() / 2 < 0.04  # total variation to the ensemble
+    with torch.no_grad():
+        probs = model.log_prob(_all_binary(2, 2)).double().exp()
+        per_mask = []
+        for k in range(model.num_masks):
+            model.use_mask(k)
+            per_mask.append(AutoregressiveModel.log_prob(model, _all_binary(2, 2)).double().exp())
+        model.use_mask(0)
+    # the bound (derived in sampling_stats) must separate the ensemble from what a wrong mask choice samples:
+    # any single mask, or the mixture that leaves one mask out, is more than 3 bounds away
+    bound = tv_bound(n, 16)
+    wrong = per_mask + [torch.stack(per_mask[:k] + per_mask[k + 1:]).mean(0) for k in range(model.num_masks)]
+    assert min(total_variation(probs, q) for q in wrong) > 3 * bound
+    tv = total_variation(frequencies(codes, 16), probs)
+    assert tv < bound, f"total variation to the ensemble {tv:.4f} >= {bound:.4f}"
 
 
 def test_sampling_keeps_known_values_and_restores_mask() -> None:

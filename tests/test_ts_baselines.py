@@ -130,7 +130,13 @@ def test_backtest_result_metrics():
     assert list(frame["window"]) == [0, 1] and set(frame["series"]) == {"airpassengers"}
     assert {"mae", "rmse", "smape", "mase", "crps", "coverage_90", "coverage_50"} <= set(frame.columns)
     m = res.metrics
-    assert 0 <= m["coverage_90"] <= 1 and m["crps"] < m["mae"]  # a spread forecast beats its own point's MAE
+    assert m["crps"] < m["mae"]  # a spread forecast beats its own point's MAE
+    # coverage by hand: actuals inside the forecast's own 5%-95% quantiles (the default quantile levels)
+    assert res.quantiles == (0.05, 0.25, 0.5, 0.75, 0.95)
+    lo, hi = res.quantile_forecasts[:, :, 0], res.quantile_forecasts[:, :, -1]
+    assert m["coverage_90"] == pytest.approx(((res.actuals >= lo) & (res.actuals <= hi)).mean())
+    lo, hi = res.quantile_forecasts[:, :, 1], res.quantile_forecasts[:, :, -2]
+    assert m["coverage_50"] == pytest.approx(((res.actuals >= lo) & (res.actuals <= hi)).mean())
     # last window = the final 12 months: seasonal naive repeats the previous year
     np.testing.assert_array_equal(res.points[-1, 0], ss.values[0][-24:-12])
     data = json.loads(res.to_json())

@@ -115,7 +115,10 @@ def test_backtest_with_baselines_and_seeds(trained, tmp_path, capsys):
     per_run = [r["mase"] for r in res["runs"]]
     assert mase["min"] == min(per_run) and mase["max"] == max(per_run)
     assert mase["std"] == pytest.approx(float(np.std(per_run, ddof=1)))
-    assert res["median_spread"]["median_std_mean"] > 0  # different seeds -> different medians
+    # different seeds -> different medians: the series sit near 20-23 and two seeds of a model trained for 5 steps
+    # start from other weights (measured spread 8.4); runs sharing the seed differ only by the start shift
+    # (measured 4e-5). 1.0, a twentieth of the level, separates the two.
+    assert res["median_spread"]["median_std_mean"] > 1.0
 
 
 def test_datasets_and_models_listings(capsys):

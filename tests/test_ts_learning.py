@@ -26,8 +26,19 @@ def naive(air):
     return backtest(make_baseline("naive"), air, 12, windows=3).metrics
 
 
+def interval_width(res) -> float:
+    """Mean width of the central 90% interval (5% to 95% quantile) over series, windows and steps."""
+    q = res.quantile_forecasts
+    return float((q[:, :, -1] - q[:, :, 0]).mean())
+
+
+@pytest.fixture(scope="module")
+def snaive_width(air):
+    return interval_width(backtest(make_baseline("snaive"), air, 12, windows=3))
+
+
 @pytest.mark.parametrize("model", ["lstm", "deepar", "transformer"])
-def test_beats_naive_on_airpassengers(air, naive, model):
+def test_beats_naive_on_airpassengers(air, naive, snaive_width, model):
     """Airpassengers, horizon 12, 3 rolling windows (the last 36 months), trained on the 108 months before.
 
     Measured (200 steps, batch 32, lr 3e-3, 50 warm-up steps, seed 0; CPU): naive MASE 2.468 / CRPS 55.8,
@@ -36,11 +47,19 @@ def test_beats_naive_on_airpassengers(air, naive, model):
     0.95/0.91).
     """
     f = NeuralForecaster(model, steps=200, seed=0, batch_size=32, lr=3e-3, **SMALL[model])
-    res = backtest(f, air, 12, windows=3, num_samples=100).metrics
+    result = backtest(f, air, 12, windows=3, num_samples=100)
+    res = result.metrics
     assert res["mase"] < 0.8 * naive["mase"]
     assert res["crps"] < 0.8 * naive["crps"]
-    if model != "lstm":  # probabilistic: a 90% interval that is neither degenerate nor empty
-        assert 0.5 <= res["coverage_90"] <= 1.0
+    if model != "lstm":  # probabilistic: a 90% interval that is neither collapsed nor inflated
+        # Coverage counts 36 points (3 windows x 12 steps), one point = 0.028. These windows' late growth makes
+        # every interval under-cover: the naive baselines' textbook intervals cover 0.72-0.78 and deepar and the
+        # transformer measured 0.64-0.78 over seeds 0-3. The bounds sit 3 points below the lowest and 4 above the
+        # highest measurement: a collapsed interval (coverage near 0) or one inflated to the nominal 0.9 fails.
+        assert 0.55 <= res["coverage_90"] <= 0.9
+        # Sharpness: seasonal naive's intervals cover as much (0.72) with twice the error (MAE 36 vs 22-32), so a
+        # model with the coverage above must get there with narrower intervals (measured 60-76 vs 106).
+        assert interval_width(result) < snaive_width
 
 
 def test_stability_check_reports_the_spread(air):
@@ -57,7 +76,10 @@ def test_stability_check_reports_the_spread(air):
     assert mae["min"] == res.runs["mae"].min() and mae["max"] == res.runs["mae"].max()
     assert res.medians.shape == (3, 1, 1, 12)
     assert res.median_spread["median_std_mean"] == pytest.approx(float(res.medians.std(0, ddof=1).mean()))
-    assert res.median_spread["median_std_mean"] > 0
+    # Seeds give a model trained for 20 steps other initial weights, so its medians move by a sizeable share of
+    # their level (measured 0.5-0.7 of the mean |median| for seeds 0, 5, 11, 23); runs that differ only in the
+    # start shift (the same seed) move them by under 0.001 of it. A tenth of the level separates the two.
+    assert res.median_spread["median_std_mean"] > 0.1 * np.abs(res.medians).mean()
 
 
 def test_start_shifts_keep_the_backtest_windows(air):

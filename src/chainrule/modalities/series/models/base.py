@@ -28,6 +28,7 @@ from torch import Tensor
 from chainrule.core.contract import AutoregressiveModel, Condition
 from chainrule.core.heads import build_head
 from chainrule.core.heads.continuous import ContinuousHead
+from chainrule.core.sampling import check_stop
 from chainrule.modalities.series.features import ffill_scaled, lag_inputs, lag_inputs_at
 
 
@@ -109,7 +110,9 @@ class ForecastModel(AutoregressiveModel):
         return keep if cond.observed is None else keep & cond.observed
 
     def log_prob_positions(self, x: Tensor, cond: Condition | None = None) -> Tensor:
-        """Per-step log-probabilities ``(B, T)`` in nats; exactly 0 (and gradient-free) where not scored."""
+        """Per-step log-probabilities ``(B, T)`` in nats; exactly 0 (and gradient-free) where not scored.
+        A value outside the head's support (infinity; a negative or fractional count) is an :class:`InputError`."""
+        self.head.check_support(x, "y")
         params = self(x, cond)
         keep = self.scored(x, cond)
         lp = self.head.log_prob(params, torch.where(keep, x, 0.0), cond.scale)
@@ -163,6 +166,7 @@ class ForecastModel(AutoregressiveModel):
                known: Tensor | None = None, temperature: float = 1.0, use_cache: bool = True,
                generator: torch.Generator | None = None, horizon: int | None = None) -> Tensor:
         """``n`` ancestral paths ``(S, n, horizon)`` continuing each history ``x_given`` ``(S, T0)``."""
+        self.check_sample(n, cond, temperature=temperature)
         if x_given is None or horizon is None or cond is None:
             raise ValueError(f"{self.name}: sampling a forecast needs the history (x_given), a horizon and cond")
         return self.sample_paths(x_given, cond, horizon, n, generator=generator, temperature=temperature,
@@ -177,37 +181,43 @@ class ForecastModel(AutoregressiveModel):
         ``cond.time_features`` ``(S, T0 + H, F)``; ``cond.scale`` ``(S,)``. Series are processed in chunks of at
         most ``max_batch`` paths; with the cache, each history is consumed once and its state copied to the
         ``num_samples`` paths. Cached and uncached roll-outs draw the same random numbers in the same order.
-        Draws come from ``generator``, or from a fresh one seeded with ``seed``.
+
+        Seeding rule: series ``i`` of the request draws all its noise from its own generator, seeded by
+        :func:`series_seed` ``(seed, i)`` (``seed`` itself for ``i = 0``, so a series asked alone gets ``seed``).
+        Its paths therefore depend on its data, ``seed`` and its position in the request only — never on
+        ``max_batch`` or on the other series of the call. A ``generator``, when given, supplies ``seed``.
         """
         s, t0 = y_hist.shape
         tf_all, sc_all = cond.time_features, cond.scale
         if tf_all.shape[1] < t0 + horizon:
             raise ValueError(f"{self.name}: time features cover {tf_all.shape[1]} steps, need {t0 + horizon}")
         per = max(1, max_batch // max(num_samples, 1))
-        if generator is None:
-            generator = torch.Generator(device=y_hist.device).manual_seed(int(seed))
+        if generator is not None:
+            seed = int(torch.randint(2**63 - 1, (1,), generator=generator, device=generator.device))
+        gens = [torch.Generator(device=y_hist.device).manual_seed(series_seed(seed, i)) for i in range(s)]
         out = []
         for lo in range(0, s, per):
             y, tf, sc = y_hist[lo:lo + per], tf_all[lo:lo + per, : t0 + horizon], sc_all[lo:lo + per]
+            draw = _PerSeriesDraw(self.head, gens[lo:lo + per], num_samples, temperature)
             if use_cache and self.supports_cache:
-                paths = self._rollout_cached(y, tf, sc, num_samples, horizon, generator, temperature)
+                paths = self._rollout_cached(y, tf, sc, num_samples, horizon, draw)
             else:
                 rep = [v.repeat_interleave(num_samples, 0) for v in (y, tf, sc)]
-                paths = self._rollout_full(*rep, horizon, generator, temperature)
+                paths = self._rollout_full(*rep, horizon, draw)
             out.append(paths.view(-1, num_samples, horizon))
         return torch.cat(out) if out else y_hist.new_zeros(0, num_samples, horizon)
 
-    def _rollout_cached(self, y: Tensor, tf: Tensor, sc: Tensor, n: int, horizon: int,
-                        generator: torch.Generator, temperature: float) -> Tensor:
+    def _rollout_cached(self, y: Tensor, tf: Tensor, sc: Tensor, n: int, horizon: int, draw: _PerSeriesDraw) -> Tensor:
         """Consume each history once, then roll out ``n`` paths per series from copies of its state."""
         params, cache = self.prefill(y, Condition(time_features=tf, scale=sc))
         params, cache = params.repeat_interleave(n, 0), self.repeat_cache(cache, n)
         sc = cache["scale"]
         draws = []
         for h in range(horizon):  # the roll-out: one step per forecast step
+            check_stop()  # a server may abandon the forecast between steps
             if h:
                 params, cache = self.step(draws[-1], cache)
-            draws.append(self.head.sample(params, temperature, generator, scale=sc))
+            draws.append(draw(params, sc))
         return torch.stack(draws, 1)
 
     def repeat_cache(self, cache: dict[str, Any], n: int) -> dict[str, Any]:
@@ -226,13 +236,13 @@ class ForecastModel(AutoregressiveModel):
             return type(state)(self.repeat_state(v, n) for v in state)
         return state
 
-    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int, generator: torch.Generator,
-                      temperature: float) -> Tensor:
+    def _rollout_full(self, y: Tensor, tf: Tensor, sc: Tensor, horizon: int, draw: _PerSeriesDraw) -> Tensor:
         t0 = y.shape[1]
         seq = torch.cat([y, y.new_full((y.shape[0], horizon), float("nan"))], 1)
         for h in range(horizon):  # re-run the whole network for every step
+            check_stop()
             params = self(seq[:, : t0 + h + 1], Condition(time_features=tf[:, : t0 + h + 1], scale=sc))[..., -1]
-            seq[:, t0 + h] = self.head.sample(params, temperature, generator, scale=sc)
+            seq[:, t0 + h] = draw(params, sc)
         return seq[:, t0:]
 
     # ----------------------------------------------------------------- config
@@ -241,3 +251,26 @@ class ForecastModel(AutoregressiveModel):
         return {"head": self.head.name, "lags": list(self.lags), "num_time_features": self.num_time_features,
                 **{k: v for k, v in getattr(self, "_config", {}).items()
                    if k not in ("head", "lags", "num_time_features")}}
+
+
+#: odd 64-bit constant (2^64 / golden ratio) spreading series positions over the seed space (as in SplitMix64)
+_SEED_STRIDE = 0x9E3779B97F4A7C15
+
+
+def series_seed(seed: int, index: int) -> int:
+    """The seed of series ``index`` of a forecast request: ``seed`` for the first, distinct seeds for the rest
+    (also in the low 32 bits, all a CPU generator uses)."""
+    return (int(seed) + int(index) * _SEED_STRIDE) % 2**64
+
+
+class _PerSeriesDraw:
+    """One roll-out step's draws for a chunk of series, each series' ``n`` consecutive rows from its generator."""
+
+    def __init__(self, head: ContinuousHead, generators: list[torch.Generator], n: int, temperature: float) -> None:
+        self.head, self.generators, self.n, self.temperature = head, generators, n, temperature
+
+    def __call__(self, params: Tensor, scale: Tensor) -> Tensor:
+        if self.head.point:  # a point forecast draws nothing
+            return self.head.sample(params, self.temperature, scale=scale)
+        rows = zip(params.split(self.n), scale.split(self.n), self.generators, strict=True)
+        return torch.cat([self.head.sample(p, self.temperature, g, scale=s) for p, s, g in rows])

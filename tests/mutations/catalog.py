@@ -1,0 +1,96 @@
+"""The planted bugs: each one replaces ``old`` (exactly one occurrence) by ``new`` in ``file`` (relative to
+``src/chainrule``), and at least one of ``tests`` (pytest node ids) must then fail. Adding a bug is one entry."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Mutant(NamedTuple):
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+DIST = "tests/test_sampling_distributions.py"
+COMPLETE = "tests/test_complete.py"
+TEXT_EVAL = "tests/test_text_eval.py"
+PATHS = "tests/test_ts_paths.py"
+SCALE = "tests/test_ts_scale.py"
+TS_LEARNING = "tests/test_ts_learning.py"
+
+MUTANTS: list[Mutant] = [
+    Mutant("categorical-temperature-multiplies", "core/heads/categorical.py",
+           "softmax(logits / temperature", "softmax(logits * temperature",
+           (f"{DIST}::test_categorical_draws_follow_softmax_of_logits_over_t",)),
+    Mutant("bernoulli-temperature-multiplies", "core/heads/bernoulli.py",
+           "sigmoid(params / max(temperature", "sigmoid(params * max(temperature",
+           (f"{DIST}::test_bernoulli_draws_follow_sigmoid_of_logit_over_t",)),
+    Mutant("mixture-weights-temperature-multiplies", "core/heads/logistic_mixture.py",
+           "softmax(flat_logits / temperature", "softmax(flat_logits * temperature",
+           (f"{DIST}::test_logistic_mixture_draws_follow_the_tempered_mixture",)),
+    Mutant("mixture-scale-temperature-divides", "core/heads/logistic_mixture.py",
+           "(log_s.exp() * temperature)", "(log_s.exp() / temperature)",
+           (f"{DIST}::test_logistic_mixture_draws_follow_the_tempered_mixture",)),
+    Mutant("complete-keeps-the-lower-half", "api.py",
+           "known[:, : h // 2] = True", "known[:, h // 2:] = True",
+           (f"{COMPLETE}::test_api_complete_keeps_the_upper_half_and_samples_the_lower",)),
+    Mutant("completion-keeps-mirrored-positions", "core/sampling.py",
+           "known_flat = known.to(device).reshape(n, -1).bool()",
+           "known_flat = known.to(device).reshape(n, -1).bool().flip(1)",
+           (COMPLETE,)),
+    Mutant("cached-completion-conditions-on-draws-not-givens", "core/sampling.py",
+           "    draw = torch.where(keep, xf[:, :, pos], draw)\n            xf[:, :, pos] = draw\n",
+           "    xf[:, :, pos] = torch.where(keep, xf[:, :, pos], draw)\n            else:\n"
+           "                xf[:, :, pos] = draw\n",
+           (f"{COMPLETE}::test_completions_are_samples_of_the_exact_conditional",)),
+    Mutant("made-completion-picks-masks-uniformly", "modalities/image/models/made.py",
+           "torch.softmax(torch.stack(log_w, 1)", "torch.softmax(0 * torch.stack(log_w, 1)",
+           (f"{COMPLETE}::test_made_ensemble_completions_weigh_masks_by_the_given_pixels",)),
+    Mutant("text-bits-per-char-multiplies", "api.py",
+           "/ math.log(2.0) / chars_per_token", "/ math.log(2.0) * chars_per_token",
+           (TEXT_EVAL,)),
+    Mutant("text-nats-per-token-in-bits", "api.py",
+           '= res["nll"] / model.num_dims', '= res["bpd"]',  # nats/token reported in bits
+           (TEXT_EVAL,)),
+    Mutant("forecast-seeds-by-chunk-position", "modalities/series/models/base.py",
+           "manual_seed(series_seed(seed, i))", "manual_seed(series_seed(seed, i % per))",
+           (PATHS,)),
+    Mutant("forecast-series-share-a-generator", "modalities/series/models/base.py",
+           "scale.split(self.n), self.generators,", "scale.split(self.n), [self.generators[0]] * len(self.generators),",
+           (PATHS,)),
+    Mutant("forecast-window-scale-sees-the-horizon", "modalities/series/features.py",
+           "context_scale(y[:, : spec.history], spec.context,", "context_scale(y, spec.context + spec.horizon,",
+           (f"{SCALE}::test_training_window_scale_and_parameters_ignore_the_window_horizon",)),
+    Mutant("truncate-keeps-targets-with-future-covariates", "modalities/series/table.py",
+           "v[:k] for v, k in zip(self.values, cuts, strict=True)],\n                       times=[t[:k] for",
+           "v[:k + covariate_extra] for v, k in zip(self.values, cuts, strict=True)],\n"
+           "                       times=[t[:k + covariate_extra] for",
+           (f"{SCALE}::test_forecast_scale_and_paths_ignore_values_after_the_origin",)),
+    # bounds that were too loose: each plant below passed the assertion it replaced, unless noted
+    # (the old TV bound, 0.04 at 6,000 draws, caught this one too)
+    Mutant("made-ensemble-skips-a-mask", "modalities/image/models/made.py",
+           "torch.randint(self.num_masks, (n,)", "torch.randint(self.num_masks - 1, (n,)",
+           ("tests/test_made.py::test_sampling_is_reproducible_and_follows_the_ensemble",)),
+    Mutant("histogram-smoothing-halved", "modalities/image/models/histogram.py",
+           "alpha: float = 1.0) -> None:", "alpha: float = 0.5) -> None:",
+           ("tests/test_learning.py::test_histogram_nll_is_the_laplace_smoothed_count",)),
+    Mutant("backtest-coverage-from-the-wrong-quantile", "modalities/series/backtest.py",
+           "M.coverage(y, qf[:, j], qf[:, k])", "M.coverage(y, qf[:, j], qf[:, k - 1])",
+           ("tests/test_ts_baselines.py::test_backtest_result_metrics",)),
+    Mutant("forecaster-ignores-its-seed", "modalities/series/neural.py",
+           "torch.manual_seed(self.train_cfg.seed)", "torch.manual_seed(0)",
+           (f"{TS_LEARNING}::test_stability_check_reports_the_spread",)),
+    Mutant("forecaster-ignores-its-seed-cli", "modalities/series/neural.py",
+           "torch.manual_seed(self.train_cfg.seed)", "torch.manual_seed(0)",
+           ("tests/test_ts_cli.py::test_backtest_with_baselines_and_seeds",)),
+    Mutant("student-t-spread-doubled", "core/heads/continuous.py",
+           'temperature * p["scale"] * _normal(df', '2 * temperature * p["scale"] * _normal(df',
+           (f"{TS_LEARNING}::test_beats_naive_on_airpassengers[deepar]",)),
+    # (the old lower bound, 0.5, caught this one too)
+    Mutant("student-t-spread-quartered", "core/heads/continuous.py",
+           'temperature * p["scale"] * _normal(df', '0.25 * temperature * p["scale"] * _normal(df',
+           (f"{TS_LEARNING}::test_beats_naive_on_airpassengers[deepar]",)),
+]
