@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from chainrule.compression import compress as compress  # re-exported: api.compress / api.decompress
+from chainrule.compression import decompress as decompress
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ChainruleError, ConfigError
 from chainrule.core.evaluation.metrics import dataset_nll

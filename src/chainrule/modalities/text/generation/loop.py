@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from chainrule.core.errors import ConfigError
+from chainrule.core.sampling import check_stop
 from chainrule.modalities.text.generation.config import GenerationConfig
 from chainrule.modalities.text.generation.processors import choose_tokens, process_logits
 
@@ -39,7 +40,7 @@ class TokenContext:
 
     def __init__(self, model: SequenceModel, prompt: Tensor, use_cache: bool = True) -> None:
         self.model = model
-        self.tokens = prompt
+        self._buffer, self._length = prompt, prompt.shape[1]  # grown by doubling: a push costs O(1) amortised
         self.window = max(int(model.max_len) - 1, 1)
         self.keep = max(self.window // 2, 1)
         self.start = 0  # index of the first token in the context window
@@ -49,13 +50,23 @@ class TokenContext:
             self.start = self.tokens.shape[1] - self.keep
         self._next = self._prefill() if self.cached else self._recompute()
 
+    @property
+    def tokens(self) -> Tensor:
+        """All tokens so far, ``(B, L)``."""
+        return self._buffer[:, :self._length]
+
     def logits(self) -> Tensor:
         """Logits ``(B, V)`` of the next token given the context window."""
         return self._next
 
     def push(self, token: Tensor) -> None:
         """Append the next token ``(B,)`` and compute the logits after it."""
-        self.tokens = torch.cat([self.tokens, token.unsqueeze(1)], dim=1)
+        if self._length == self._buffer.shape[1]:
+            grown = self._buffer.new_zeros(self._buffer.shape[0], max(2 * self._length, 16))
+            grown[:, :self._length] = self._buffer
+            self._buffer = grown
+        self._buffer[:, self._length] = token
+        self._length += 1
         if self.tokens.shape[1] - self.start > self.window:  # full: jump the window forward
             self.start = self.tokens.shape[1] - self.keep
             self._next = self._prefill() if self.cached else self._recompute()
@@ -113,6 +124,7 @@ def generate_tokens(
     try:
         ctx = TokenContext(model, prompt, use_cache)
         for i in range(cfg.max_new_tokens):
+            check_stop()  # a server may abandon the generation between tokens (see chainrule.core.sampling)
             token = choose_tokens(process_logits(ctx.logits(), ctx.tokens, cfg), cfg, generator)
             yield token
             if i + 1 < cfg.max_new_tokens:
