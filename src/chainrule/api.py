@@ -35,9 +35,11 @@ from chainrule.core.runs.lock import run_lock
 from chainrule.core.runs.run import check_new_run_dir
 from chainrule.core.training.checkpoint import list_checkpoints
 from chainrule.core.training.rng import seed_everything
+from chainrule.features import features as features  # re-exported: api.features / api.score
 from chainrule.modalities.image.data.base import ImageDataset
 from chainrule.modalities.image.grids import save_grid
 from chainrule.runs import Run, default_run_dir, open_run
+from chainrule.scoring import score as score
 
 
 def _model_run(run: Run | str | Path) -> Run:

@@ -1,5 +1,5 @@
 """Command-line interface: ``chainrule train | eval | sample | complete | generate | import | forecast | serve |
-export | compress | decompress | models | datasets | demo``.
+export | compress | decompress | score | features | models | datasets | demo``.
 
 Each command group is one module exposing ``add_parser(sub, fmt)`` and ``run(args)``; options several commands
 share come from :mod:`chainrule.cli.options`. Command modules import torch and the library only inside ``run``,
@@ -29,6 +29,8 @@ COMMANDS = {
     "export": "chainrule.cli.export",
     "compress": "chainrule.cli.compress",
     "decompress": "chainrule.cli.compress",
+    "score": "chainrule.cli.score",
+    "features": "chainrule.cli.features",
     "models": "chainrule.cli.catalog",
     "datasets": "chainrule.cli.catalog",
     "demo": "chainrule.cli.demo",
