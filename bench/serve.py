@@ -1,17 +1,23 @@
 """Serving load test: concurrent clients on loopback against ``chainrule serve`` with a small text model and a
-forecaster.
+forecaster, first on its own (quiet), then beside a hostile mix (attack).
 
 Each client sends requests back to back for the whole run, one kind per client in turn: plain text generation,
-streamed generation (server-sent events; first-token latency measured) and forecasts. Reports requests/s,
-p50/p99 latency and errors per kind, and the server process's peak resident memory (VmHWM from /proc). The
-clients run in this process (asyncio + httpx), so on a small machine they share the CPU with the server.
+streamed generation (server-sent events; first-token latency measured) and forecasts; one more client polls
+``/healthz`` every 100 ms. Reports requests/s, p50/p99 latency and errors per kind, and the server process's
+peak resident memory (VmHWM from /proc). The attack (``bench/serve_attack.py``) adds clients sending headers or
+bodies a byte a second, streams that are never read, requests over the memory limit and requests at the limits
+(the most work one may ask for; generations past the time limit). Each phase gets a fresh server. Goals: during
+the attack the normal requests keep their p99 within 2x of the quiet run, and the server's peak RSS stays under
+its RSS before the load plus its memory budget (``--memory-budget-mb``). The clients run in this process
+(asyncio + httpx), so on a small machine they share the CPU with the server.
 
-    .venv/bin/python bench/serve.py                              # 50 clients, 30 s; creates tiny runs if needed
+    .venv/bin/python bench/serve.py                              # 50 clients, 30 s per phase; tiny runs if needed
     .venv/bin/python bench/serve.py --clients 5 --duration 5     # quick check
+    .venv/bin/python bench/serve.py --phases quiet               # the plain load test only
     .venv/bin/python bench/serve.py --text-run runs/lm --forecast-run runs/passengers
 
 Runs it creates go to bench/runs/serve-text and bench/runs/serve-forecast (reused on later calls); the server's
-log to bench/runs/serve-server.log.
+logs to bench/runs/serve-server-quiet.log and bench/runs/serve-server-attack.log.
 Writes bench/results/serve.json and bench/results/serve.md.
 """
 
@@ -30,9 +36,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from serve_attack import attack
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("generate", "stream", "forecast")
+PHASES = ("quiet", "attack")
 TEXT_TRAIN = ["data.tokenizer=char", "data.context=128", "model.embed_dim=64", "model.num_layers=2",
               "model.num_heads=4", "model.dropout=0", "train.steps={steps}", "train.batch_size=16", "train.lr=3e-3",
               "train.eval_every=0", "train.checkpoint_every=0", "train.progress=false", "output.samples=0"]
@@ -71,9 +79,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: list[Path], port: int, threads: int, log: Path) -> subprocess.Popen:
+def start_server(runs: list[Path], port: int, args: argparse.Namespace, log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "chainrule", "serve", *map(str, runs), "--port", str(port), "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "chainrule", "serve", *map(str, runs), "--host", "127.0.0.1", "--port", str(port),
+           "--threads", str(args.server_threads), "--timeout", str(args.server_timeout),
+           "--memory-budget-mb", str(args.memory_budget_mb), "--max-request-mb", str(args.max_request_mb)]
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     t0 = time.monotonic()
@@ -114,6 +124,8 @@ class Stats:
         self.first_token: list[float] = []
         self.errors: dict[str, int] = {k: 0 for k in KINDS}
         self.messages: list[str] = []
+        self.health: list[float] = []
+        self.health_errors = 0
 
     def error(self, kind: str, message: str) -> None:
         self.errors[kind] += 1
@@ -166,6 +178,22 @@ async def client_loop(i: int, base: str, kinds: list[str], until: float, args: a
             seed += 1
 
 
+async def poll_health(base: str, until: float, stats: Stats) -> None:
+    """``GET /healthz`` every 100 ms on a connection of its own, its latency recorded."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            try:
+                ok = (await c.get("/healthz")).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                stats.health.append(time.perf_counter() - t0)
+            else:
+                stats.health_errors += 1
+            await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))
+
+
 async def watch_memory(pid: int, stop: asyncio.Event, peak: dict[str, int]) -> None:
     while not stop.is_set():
         mem = memory_kb(pid)
@@ -173,24 +201,32 @@ async def watch_memory(pid: int, stop: asyncio.Event, peak: dict[str, int]) -> N
         peak["hwm_kb"] = mem.get("VmHWM", 0)
         try:
             await asyncio.wait_for(stop.wait(), 0.1)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             pass
 
 
-async def load(base: str, pid: int, kinds: list[str], args: argparse.Namespace, models: dict[str, str]) -> dict:
+async def load(base: str, pid: int, kinds: list[str], args: argparse.Namespace, models: dict[str, str],
+               hostile: bool) -> dict:
     stats, peak, stop = Stats(), {}, asyncio.Event()
     watcher = asyncio.create_task(watch_memory(pid, stop, peak))
     rss_before = memory_kb(pid).get("VmRSS", 0)
     cpu0, own0 = cpu_seconds(pid), time.process_time()
     t0 = time.perf_counter()
     until = t0 + args.duration
-    await asyncio.gather(*(client_loop(i, base, kinds, until, args, stats, models) for i in range(args.clients)))
+    attackers = None
+    if hostile:  # the attack's own clock: the same window as the load
+        attackers = asyncio.create_task(attack(
+            base, models, time.monotonic() + args.duration, args.attack_slow_headers, args.attack_slow_bodies,
+            args.attack_unread_streams, args.attack_oversized, args.attack_heavy, args.server_timeout + 10))
+    await asyncio.gather(poll_health(base, until, stats),
+                         *(client_loop(i, base, kinds, until, args, stats, models) for i in range(args.clients)))
     elapsed = time.perf_counter() - t0
+    hostile_stats = (await attackers).summary() if attackers is not None else None
     cpu = {"server_cpu_s": round(cpu_seconds(pid) - cpu0, 1), "client_cpu_s": round(time.process_time() - own0, 1)}
     stop.set()
     await watcher
     return {"stats": stats, "elapsed": elapsed, "duration": args.duration, "until": until, "peak": peak,
-            "rss_before_kb": rss_before, "cpu": cpu}
+            "rss_before_kb": rss_before, "cpu": cpu, "attack": hostile_stats}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -211,18 +247,31 @@ def summarise(result: dict, kinds: list[str]) -> dict:
     return {"elapsed_s": round(elapsed, 2), "requests": total,
             "req_per_s": round(sum(v["req_per_s"] for v in per_kind.values()), 2),
             "errors": sum(stats.errors.values()), "error_messages": stats.messages, "by_kind": per_kind,
+            "healthz": {"requests": len(stats.health), "errors": stats.health_errors,
+                        "p50_ms": pct(stats.health, 50), "p99_ms": pct(stats.health, 99)},
             "server_rss_before_mb": round(result["rss_before_kb"] / 1024, 1),
             "server_peak_rss_mb": round(result["peak"].get("hwm_kb", 0) / 1024, 1),
-            "server_max_sampled_rss_mb": round(result["peak"].get("rss_kb", 0) / 1024, 1), **result["cpu"]}
+            "server_max_sampled_rss_mb": round(result["peak"].get("rss_kb", 0) / 1024, 1), **result["cpu"],
+            "attack": result["attack"]}
 
 
-def markdown(out: dict) -> str:
-    cfg, res = out["config"], out["result"]
-    lines = [f"# Serving load test ({cfg['clients']} clients, {cfg['duration_s']} s, loopback)", "",
-             f"Server: `chainrule serve` with {cfg['server_threads']} model threads (OMP_NUM_THREADS=1); text model "
-             f"`{cfg['text_model']}` ({cfg['text_params']:,} params), {cfg['tokens']} new tokens per request; "
-             f"forecaster `{cfg['forecast_model']}`, {cfg['forecast_samples']} sample paths per request. "
-             f"Clients in one asyncio process on the same machine ({cfg['machine']}).", "",
+def verdict(quiet: dict, attacked: dict, memory_budget_mb: float) -> dict:
+    """The goals: p99 of every normal kind and of /healthz within 2x of the quiet run; peak RSS within the RSS
+    before the load plus the memory budget."""
+    ratios = {k: _ratio(attacked["by_kind"][k]["p99_ms"], quiet["by_kind"][k]["p99_ms"]) for k in quiet["by_kind"]}
+    ratios["healthz"] = _ratio(attacked["healthz"]["p99_ms"], quiet["healthz"]["p99_ms"])
+    rss_limit = round(attacked["server_rss_before_mb"] + memory_budget_mb, 1)
+    return {"p99_ratio": ratios, "p99_within_2x": all(r is not None and r <= 2.0 for r in ratios.values()),
+            "rss_limit_mb": rss_limit, "peak_rss_mb": attacked["server_peak_rss_mb"],
+            "rss_within_budget": attacked["server_peak_rss_mb"] <= rss_limit}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def phase_markdown(name: str, res: dict) -> list[str]:
+    lines = [f"## {name}", "",
              f"**{res['req_per_s']} requests/s overall, {res['errors']} errors, server peak RSS "
              f"{res['server_peak_rss_mb']} MB** (before the load: {res['server_rss_before_mb']} MB). CPU time "
              f"over {res['elapsed_s']} s: server {res['server_cpu_s']} s, clients {res['client_cpu_s']} s.", "",
@@ -232,9 +281,41 @@ def markdown(out: dict) -> str:
         ft = f"{v['first_token_p50_ms']} / {v['first_token_p99_ms']}" if "first_token_p50_ms" in v else ""
         lines.append(f"| {k} | {v['requests']} | {v['req_per_s']} | {v['p50_ms']} | {v['p99_ms']} | {ft} | "
                      f"{v['errors']} |")
+    h = res["healthz"]
+    lines.append(f"| /healthz | {h['requests']} |  | {h['p50_ms']} | {h['p99_ms']} |  | {h['errors']} |")
     if res["error_messages"]:
         lines += ["", "First errors: " + "; ".join(res["error_messages"])]
-    return "\n".join(lines) + "\n"
+    if res.get("attack"):
+        a = res["attack"]
+        lines += ["", f"Hostile clients: replies {a['statuses']}; connections closed by the server "
+                      f"{a['closed_by_server']} (longest lived, s: {a['max_connection_s']}); refused or reset "
+                      f"{a['failures']}."]
+    return lines + [""]
+
+
+def markdown(out: dict) -> str:
+    cfg = out["config"]
+    lines = [f"# Serving load test ({cfg['clients']} clients, {cfg['duration_s']} s per phase, loopback)", "",
+             f"Server: `chainrule serve` with {cfg['server_threads']} model threads (OMP_NUM_THREADS=1), time limit "
+             f"{cfg['server_timeout_s']} s, memory budget {cfg['memory_budget_mb']} MB ({cfg['max_request_mb']} MB "
+             f"per request); text model `{cfg['text_model']}` ({cfg['text_params']:,} params), {cfg['tokens']} new "
+             f"tokens per request; forecaster `{cfg['forecast_model']}`, {cfg['forecast_samples']} sample paths per "
+             f"request. Clients in one asyncio process on the same machine ({cfg['machine']}).", ""]
+    if "attack" in out["phases"]:
+        a = cfg["attack"]
+        lines += [f"Attack: {a['slow_headers']} clients sending headers and {a['slow_bodies']} sending a body a "
+                  f"byte a second, {a['unread_streams']} streams never read, {a['oversized']} clients sending "
+                  f"requests over the memory limit and {a['heavy']} sending requests at the limits.", ""]
+    for name, res in out["phases"].items():
+        lines += phase_markdown(name, res)
+    if "verdict" in out:
+        v = out["verdict"]
+        lines += ["## Verdict", "",
+                  f"p99 during the attack / quiet: {v['p99_ratio']} -> "
+                  f"{'within' if v['p99_within_2x'] else 'NOT within'} 2x.",
+                  f"Peak RSS {v['peak_rss_mb']} MB vs limit {v['rss_limit_mb']} MB (RSS before the load + memory "
+                  f"budget) -> {'within' if v['rss_within_budget'] else 'OVER'} budget.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -250,7 +331,17 @@ def main() -> None:
     p.add_argument("--prompt", default="ROMEO:")
     p.add_argument("--forecast-samples", type=int, default=100)
     p.add_argument("--server-threads", type=int, default=4)
+    p.add_argument("--server-timeout", type=float, default=20.0, help="the server's --timeout (s)")
+    p.add_argument("--memory-budget-mb", type=int, default=2048, help="the server's --memory-budget-mb")
+    p.add_argument("--max-request-mb", type=int, default=512, help="the server's --max-request-mb")
     p.add_argument("--request-timeout", type=float, default=120.0)
+    p.add_argument("--phases", default=",".join(PHASES), help="quiet, attack or both (default)")
+    p.add_argument("--attack-slow-headers", type=int, default=300, help="clients sending headers a byte a second")
+    p.add_argument("--attack-slow-bodies", type=int, default=50, help="clients sending a body a byte a second")
+    p.add_argument("--attack-unread-streams", type=int, default=4, help="clients never reading their stream")
+    p.add_argument("--attack-oversized", type=int, default=4, help="clients sending requests over the memory limit")
+    p.add_argument("--attack-heavy", type=int, default=2,
+                   help="clients sending requests at the limits (generations past the time limit)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     args = p.parse_args()
     args.history = [112.0, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149, 170,
@@ -263,37 +354,55 @@ def main() -> None:
     runs = [text_run] + ([forecast_run] if forecast_run else [])
     kinds = list(KINDS) if forecast_run else ["generate", "stream"]
 
-    port = free_port()
-    log = HERE / "runs" / "serve-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    phases = [ph.strip() for ph in args.phases.split(",") if ph.strip()]
+    if not phases or any(ph not in PHASES for ph in phases):
+        raise SystemExit(f"--phases: choose from {', '.join(PHASES)}")
+    (HERE / "runs").mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    proc = start_server(runs, port, args.server_threads, log)
+    results, listed, models = {}, {}, {}
+    for phase in phases:
+        listed, models, results[phase] = run_phase(phase, runs, kinds, args)
+    import torch
+
+    out = {"config": {"clients": args.clients, "duration_s": args.duration, "tokens": args.tokens,
+                      "prompt": args.prompt, "forecast_samples": args.forecast_samples,
+                      "server_threads": args.server_threads, "server_timeout_s": args.server_timeout,
+                      "memory_budget_mb": args.memory_budget_mb, "max_request_mb": args.max_request_mb,
+                      "text_model": listed["text"]["name"], "text_params": listed["text"].get("params", 0),
+                      "forecast_model": models["forecast"], "kinds": kinds,
+                      "attack": {"slow_headers": args.attack_slow_headers, "slow_bodies": args.attack_slow_bodies,
+                                 "unread_streams": args.attack_unread_streams, "oversized": args.attack_oversized,
+                                 "heavy": args.attack_heavy},
+                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"},
+           "phases": results}
+    if set(PHASES) <= set(results):
+        out["verdict"] = verdict(results["quiet"], results["attack"], args.memory_budget_mb)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(out))
+    print(markdown(out))
+
+
+def run_phase(phase: str, runs: list[Path], kinds: list[str], args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """A fresh server, a warm-up, then the load (beside the attack in the attack phase); the server's models,
+    their names and the summary."""
+    port = free_port()
+    log = HERE / "runs" / f"serve-server-{phase}.log"
+    proc = start_server(runs, port, args, log)
     base = f"http://127.0.0.1:{port}"
     try:
         listed = {m["kind"]: m for m in httpx.get(f"{base}/v1/models").json()["models"]}
         models = {"text": listed["text"]["name"], "forecast": listed.get("timeseries", {}).get("name")}
         warm = argparse.Namespace(**{**vars(args), "tokens": 4})
         asyncio.run(_warm_up(base, kinds, warm, models))
-        print(f"load: {args.clients} clients x {args.duration:g} s on {base} ({', '.join(kinds)})", flush=True)
-        result = summarise(asyncio.run(load(base, proc.pid, kinds, args, models)), kinds)
+        print(f"{phase}: {args.clients} clients x {args.duration:g} s on {base} ({', '.join(kinds)})", flush=True)
+        result = summarise(asyncio.run(load(base, proc.pid, kinds, args, models, phase == "attack")), kinds)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-    import torch
-
-    out = {"config": {"clients": args.clients, "duration_s": args.duration, "tokens": args.tokens,
-                      "prompt": args.prompt, "forecast_samples": args.forecast_samples,
-                      "server_threads": args.server_threads, "text_model": listed["text"]["name"],
-                      "text_params": listed["text"].get("params", 0),
-                      "forecast_model": models["forecast"], "kinds": kinds,
-                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"},
-           "result": result}
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(out))
-    print(markdown(out))
+    return listed, models, result
 
 
 async def _warm_up(base: str, kinds: list[str], args: argparse.Namespace, models: dict[str, str]) -> None:

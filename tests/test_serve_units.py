@@ -15,7 +15,7 @@ from chainrule.serve.app import create_app, pick
 from chainrule.serve.batching import MicroBatcher
 from chainrule.serve.registry import load_registry, unique_names
 from chainrule.serve.schemas import Limits
-from chainrule.serve.worker import Deadline, RequestTimeout, Worker
+from chainrule.serve.worker import Deadline, Job, RequestTimeout, Worker
 
 
 class Recorder:
@@ -116,7 +116,7 @@ def test_iteration_stops_between_steps_past_the_deadline_and_closes():
             closed.append(True)
 
     async def go(out: list):
-        async for item in worker.iterate(steps(), deadline, slice_s=0.0):  # one step per pool task
+        async for item in worker.iterate(steps(), Job(deadline), slice_s=0.0):  # one step per pool task
             out.append(item)
 
     worker, out = Worker(1), []

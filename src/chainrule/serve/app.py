@@ -1,5 +1,13 @@
 """The FastAPI app: health, model list, generate (JSON or server-sent events), sample, log_prob, forecast, page.
 
+Every model request is a :class:`Job` with a deadline: its memory is estimated first (:mod:`memory`; over
+``Limits.max_request_bytes`` it is refused with 422), then reserved from the server's memory budget
+(:mod:`admission`; it waits in line, 503 at its deadline), and its work stops at the next step once it times out
+(504) or its client disconnects. The reservation is handed back only when the work has stopped. ``log_prob``
+requests share batched forward passes that are bounded in size and not stopped early. ``/openapi.json``
+(the schema of every endpoint) is public, like the rest of the API: put the server behind an authenticating
+proxy if it must not be reachable.
+
 >>> from chainrule.serve.app import create_app
 >>> from chainrule.serve.registry import load_registry
 >>> app = create_app(load_registry(["runs/shakespeare-transformer"]))
@@ -10,24 +18,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from chainrule.core.errors import ChainruleError
 from chainrule.core.runs.kind import RunKind
 from chainrule.serve import forecast as forecast_work
-from chainrule.serve import images, text
+from chainrule.serve import images, memory, text
+from chainrule.serve.admission import Budget, ServerBusy
 from chainrule.serve.batching import MicroBatcher
 from chainrule.serve.guards import BodyLimit, install_error_handlers
+from chainrule.serve.hosts import HostAllowList
 from chainrule.serve.registry import ServedModel
 from chainrule.serve.schemas import ForecastRequest, GenerateRequest, Limits, LogProbRequest, SampleRequest
-from chainrule.serve.worker import Deadline, RequestTimeout, Worker
+from chainrule.serve.worker import Deadline, Job, RequestTimeout, Worker
 
 log = logging.getLogger("chainrule.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -66,12 +77,59 @@ def _sse(data: dict[str, Any], event: str | None = None) -> str:
     return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(models: dict[str, ServedModel], limits: Limits | None = None, threads: int = 4) -> FastAPI:
-    """The app serving ``models`` (from :func:`chainrule.serve.registry.load_registry`)."""
+def _fits(estimate: int, limits: Limits, what: str) -> int:
+    """``estimate`` (bytes), or 422 when one request may not use that much memory."""
+    limit = min(limits.max_request_bytes, limits.memory_budget_bytes)
+    if estimate > limit:
+        raise HTTPException(422, f"this request would need about {memory.megabytes(estimate)} of memory, over this "
+                                 f"server's limit of {memory.megabytes(limit)} per request; ask for {what}")
+    return estimate
+
+
+@asynccontextmanager
+async def _until_disconnect(request: Request, job: Job) -> AsyncIterator[None]:
+    """Stop ``job`` if the client disconnects while the block runs (a plain reply is only sent at the end, so
+    nothing else would notice). The body has been read, so the next message is the disconnect."""
+    async def watch() -> None:
+        if (await request.receive())["type"] == "http.disconnect":
+            job.stop()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+
+
+class DeadlineStream(StreamingResponse):
+    """A streamed reply that ends at the request's deadline even when the client stops reading: a client that
+    never reads would otherwise hold the generation, and its memory, for as long as it likes."""
+
+    def __init__(self, content: AsyncIterator[str], deadline: Deadline, grace_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.deadline, self.grace_s = deadline, grace_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.wait_for(super().__call__(scope, receive, send), max(self.deadline.remaining(), 0.0)
+                                   + self.grace_s)
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
+            log.warning("closed a streamed reply its client did not read within the time limit")
+        finally:  # a stream cut short (deadline, client gone) would otherwise wait for garbage collection
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def create_app(models: dict[str, ServedModel], limits: Limits | None = None, threads: int = 4,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The app serving ``models`` (from :func:`chainrule.serve.registry.load_registry`); ``allowed_hosts``: the
+    names a request's Host header may carry (:mod:`chainrule.serve.hosts`; ``None`` allows any)."""
     limits = limits or Limits()
     worker = Worker(threads)
     batchers: dict[str, MicroBatcher] = {}
-    forecast_slots = asyncio.Semaphore(max(1, limits.max_concurrent_forecasts))  # fairness, see Limits
+    budget = Budget(limits.memory_budget_bytes, f"memory budget ({memory.megabytes(limits.memory_budget_bytes)})")
+    forecast_slots = Budget(limits.max_concurrent_forecasts, "forecast slots")  # fairness, see Limits
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -81,8 +139,15 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     app = FastAPI(title="chainrule", summary="Autoregressive generative models over HTTP", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # the docs pages load scripts from a CDN; the page is offline
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostAllowList, allowed=allowed_hosts)
     install_error_handlers(app)
     app.state.models, app.state.limits, app.state.batchers = models, limits, batchers
+    app.state.worker, app.state.budget, app.state.forecast_slots = worker, budget, forecast_slots
+
+    @app.exception_handler(ServerBusy)
+    async def _busy(_: Request, exc: ServerBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
 
     def batcher(served: ServedModel) -> MicroBatcher:
         if served.name not in batchers:
@@ -106,34 +171,43 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
         return {"models": [m.info() for m in models.values()],
                 "limits": {"max_new_tokens": limits.max_new_tokens, "max_samples": limits.max_samples,
                            "max_history": limits.max_history, "max_body_bytes": limits.max_body_bytes,
-                           "timeout_s": limits.timeout_s}}
+                           "timeout_s": limits.timeout_s, "max_request_bytes": limits.max_request_bytes,
+                           "memory_budget_bytes": limits.memory_budget_bytes}}
 
     @app.post("/v1/generate", response_model=None)
-    async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
-        deadline = Deadline(limits.timeout_s)
+    async def generate(req: GenerateRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        job = Job(Deadline(limits.timeout_s))
         served = pick(models, req.model, (RunKind.TEXT,), "/v1/generate")
         _cap(req.max_new_tokens, limits.max_new_tokens, "max_new_tokens")
         _cap(req.num_samples, limits.max_samples, "num_samples")
+        need = _fits(memory.generate_bytes(served, req.prompt, req.num_samples, req.max_new_tokens,
+                                           req.no_repeat_ngram_size), limits,
+                     "fewer samples, a shorter prompt or fewer new tokens, or a smaller no_repeat_ngram_size")
         seed = text.pick_seed(req.seed)
         steps, cfg = text.start_generation(served, req.prompt, {**req.options(), "seed": seed})
         meta = {"model": served.name, "seed": seed}
         if not req.stream:  # also token by token through the pool, so all generations share it fairly
             texts = [""] * cfg.num_samples
-            async for pieces in worker.iterate(steps, deadline):
-                texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+            async with _until_disconnect(request, job), budget.reserve(need, job):
+                async for pieces in worker.iterate(steps, job):
+                    texts = [t + p for t, p in zip(texts, pieces, strict=True)]
             return {**meta, "text": texts[0], "texts": texts}
-        return StreamingResponse(_events(steps, cfg.num_samples, deadline, meta), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return DeadlineStream(_events(steps, cfg.num_samples, job, need, meta), job.deadline,
+                              media_type="text/event-stream",
+                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _events(steps: Iterator[list[str]], n: int, deadline: Deadline, meta: dict) -> AsyncIterator[str]:
+    async def _events(steps: Iterator[list[str]], n: int, job: Job, need: int, meta: dict) -> AsyncIterator[str]:
+        """The generation as server-sent events; the memory is reserved once the reply has started (an error
+        after that is an ``error`` event), and handed back when the stream ends or its client leaves."""
         texts = [""] * n
         try:
-            async for pieces in worker.iterate(steps, deadline):
-                for i, piece in enumerate(pieces):
-                    if piece:
-                        texts[i] += piece
-                        yield _sse({"text": piece, "sample": i})
-        except (RequestTimeout, ChainruleError) as e:
+            async with budget.reserve(need, job):
+                async for pieces in worker.iterate(steps, job):
+                    for i, piece in enumerate(pieces):
+                        if piece:
+                            texts[i] += piece
+                            yield _sse({"text": piece, "sample": i})
+        except (RequestTimeout, ServerBusy, ChainruleError) as e:
             yield _sse({"detail": str(e)}, "error")
             return
         except Exception as e:  # headers are sent: report in the stream, keep serving
@@ -143,21 +217,23 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
         yield _sse({**meta, "texts": texts}, "done")
 
     @app.post("/v1/sample", response_class=Response)
-    async def sample(req: SampleRequest) -> Response:
-        deadline = Deadline(limits.timeout_s)
+    async def sample(req: SampleRequest, request: Request) -> Response:
+        job = Job(Deadline(limits.timeout_s))
         served = pick(models, req.model, (RunKind.IMAGE,), "/v1/sample")
         _cap(req.num_samples, limits.max_samples, "num_samples")
+        need = _fits(memory.sample_bytes(served, req.num_samples), limits, "fewer samples")
         seed = text.pick_seed(req.seed)
         if req.cls is not None:
             images.class_index(served, req.cls)  # unknown class -> 400 before any work
-        png = await worker.call(deadline, images.sample_png, served, req.num_samples, req.cls, req.temperature,
-                                seed, req.nrow)
+        async with _until_disconnect(request, job), budget.reserve(need, job):
+            png = await worker.call(job, images.sample_png, served, req.num_samples, req.cls, req.temperature,
+                                    seed, req.nrow)
         return Response(png, media_type="image/png",
                         headers={"X-Chainrule-Model": served.name, "X-Chainrule-Seed": str(seed)})
 
     @app.post("/v1/log_prob")
-    async def log_prob(req: LogProbRequest) -> dict[str, Any]:
-        deadline = Deadline(limits.timeout_s)
+    async def log_prob(req: LogProbRequest, request: Request) -> dict[str, Any]:
+        job = Job(Deadline(limits.timeout_s))
         given = {k for k, v in ((RunKind.TEXT, req.texts), (RunKind.IMAGE, req.images), (RunKind.SERIES, req.series))
                  if v is not None}
         kinds = tuple(given) if req.model is None and len(given) == 1 else tuple(RunKind)
@@ -168,13 +244,17 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                                          "null for missing)")
             for s in req.series:
                 _cap(len(s), limits.max_history, "series length")
-            async with forecast_slots:
-                results = await worker.call(deadline, forecast_work.surprisal, served, req.series, req.start)
+            need = _fits(memory.series_log_prob_bytes(served, [len(s) for s in req.series]), limits,
+                         "fewer or shorter series")
+            async with _until_disconnect(request, job), forecast_slots.reserve(1, job), budget.reserve(need, job):
+                results = await worker.call(job, forecast_work.surprisal, served, req.series, req.start)
         elif served.kind is RunKind.TEXT:
             if req.texts is None or req.images is not None or req.cls is not None:
                 raise HTTPException(422, f"model {served.name!r} is a text model: send 'texts' (a list of strings)")
             ids = text.encode_texts(served, req.texts)
-            results = await batcher(served).submit(ids, deadline)
+            need = _fits(memory.log_prob_bytes(served, len(ids), max(len(t) for t in ids)), limits, "fewer texts")
+            async with budget.reserve(need, job):
+                results = await batcher(served).submit(ids, job.deadline)
             for r, tok in zip(results, ids, strict=True):
                 r["tokens"] = text.token_strings(served, tok)
         else:
@@ -183,19 +263,25 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                                          "(nested lists of integer levels)")
             cls = images.class_index(served, req.cls)
             examples = [(x, cls) for x in images.parse_images(served, req.images)]
-            results = await batcher(served).submit(examples, deadline)
+            need = _fits(memory.log_prob_bytes(served, len(examples), int(served.model.num_positions)), limits,
+                         "fewer images")
+            async with budget.reserve(need, job):
+                results = await batcher(served).submit(examples, job.deadline)
         return {"model": served.name, "unit": "nats", "results": results}
 
     @app.post("/v1/forecast")
-    async def forecast(req: ForecastRequest) -> dict[str, Any]:
-        deadline = Deadline(limits.timeout_s)
+    async def forecast(req: ForecastRequest, request: Request) -> dict[str, Any]:
+        job = Job(Deadline(limits.timeout_s))
         served = pick(models, req.model, (RunKind.SERIES,), "/v1/forecast")
         _cap(len(req.history), limits.max_history, "history length")
         if all(v is None for v in req.history):
             raise HTTPException(422, "history: every value is missing (null)")
-        async with forecast_slots:
-            out = await worker.call(deadline, forecast_work.forecast, served, req.history, req.horizon,
-                                    sorted(set(req.quantiles)), req.num_samples, req.seed, req.start)
+        quantiles = sorted(set(req.quantiles))
+        need = _fits(memory.forecast_bytes(served, req.horizon, req.num_samples, len(quantiles)), limits,
+                     "fewer samples (num_samples) or a shorter horizon")
+        async with _until_disconnect(request, job), forecast_slots.reserve(1, job), budget.reserve(need, job):
+            out = await worker.call(job, forecast_work.forecast, served, req.history, req.horizon, quantiles,
+                                    req.num_samples, req.seed, req.start)
         return {"model": served.name, **out}
 
     return app

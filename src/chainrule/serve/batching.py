@@ -44,7 +44,7 @@ class MicroBatcher:
         self.queue.put_nowait(_Pending(list(examples), fut))
         try:
             return await asyncio.wait_for(fut, max(deadline.remaining(), 0.0))  # cancels fut on timeout
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise RequestTimeout(deadline.seconds) from None
 
     async def _loop(self) -> None:

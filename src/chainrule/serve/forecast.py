@@ -1,7 +1,8 @@
 """Model work for time-series runs: quantile forecasts from a posted history.
 
 Each forecast draws its sample paths from its own seeded generator, so concurrent requests never see each
-other's random state.
+other's random state. Both run under the request's stop check (``chainrule.core.sampling.stop_when``): a
+forecast's roll-out stops between steps, scoring between series.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule.core.sampling import check_stop
 from chainrule.serve.registry import ServedModel
 
 
@@ -36,7 +38,12 @@ def forecast(served: ServedModel, history: list[float | None], horizon: int | No
 
 
 def surprisal(served: ServedModel, series: list[list[float | None]], start: str | None) -> list[dict[str, Any]]:
-    """``chainrule.modalities.series.api.surprisal_from_history`` for each series, as JSON-ready values."""
+    """``chainrule.modalities.series.api.surprisal_from_history`` for each series, as JSON-ready values (an
+    abandoned request stops between series)."""
     from chainrule.modalities.series.api import surprisal_from_history
 
-    return [jsonable(surprisal_from_history(served.run, s, start=start)) for s in series]
+    out = []
+    for s in series:
+        check_stop()
+        out.append(jsonable(surprisal_from_history(served.run, s, start=start)))
+    return out
