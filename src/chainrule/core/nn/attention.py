@@ -13,6 +13,7 @@ code and differ only in how the key/value cache is written and read:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -206,3 +207,22 @@ def static_step_blocks(blocks: nn.ModuleList, h: Tensor, position: Tensor, keys:
         new_keys.append(k)
         new_values.append(v)
     return h, torch.stack(new_keys), torch.stack(new_values)
+
+
+def _normal_init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+
+
+def gpt_init(model: nn.Module, num_layers: int) -> None:
+    """GPT-2's initialisation for a stack of these blocks: N(0, 0.02) for linear and embedding weights, zero
+    biases, and the residual projections scaled down by sqrt(2 * num_layers) so the residual stream's variance
+    does not grow with depth."""
+    model.apply(_normal_init)  # children before parents, as ``nn.Module.apply`` visits them
+    for name, p in model.named_parameters():
+        if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * num_layers))

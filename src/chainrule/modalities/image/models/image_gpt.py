@@ -9,7 +9,6 @@ of earlier pixels in a cache, so each new pixel costs one position's work.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.attention import Block, kv_buffers, layer_norm, run_blocks, step_blocks
+from chainrule.core.nn.attention import Block, gpt_init, kv_buffers, layer_norm, run_blocks, step_blocks
 
 
 class ImageGPT(AutoregressiveModel):
@@ -47,19 +46,7 @@ class ImageGPT(AutoregressiveModel):
                                      for _ in range(num_layers)])
         self.ln_f = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.out = nn.Linear(embed_dim, self.num_params_out)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * num_layers))
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+        gpt_init(self, num_layers)
 
     def _start(self, batch: int, cond: Tensor | None) -> Tensor:
         """The input at position 0, ``(B, 1, D)``: the start vector plus the class embedding when given (an

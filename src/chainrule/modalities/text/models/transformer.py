@@ -8,7 +8,6 @@ embedding of GPT-2's ``<|endoftext|>``, the network is exactly GPT-2 (see ``chai
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 
 from chainrule.core.errors import ConfigError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.attention import Block, kv_buffers, layer_norm, run_blocks, step_blocks
+from chainrule.core.nn.attention import Block, gpt_init, kv_buffers, layer_norm, run_blocks, step_blocks
 from chainrule.modalities.text.models.sequence import SequenceModel
 
 
@@ -59,21 +58,9 @@ class Transformer(SequenceModel):
                                            norm_eps) for _ in range(num_layers)])
         self.ln_f = nn.LayerNorm(embed_dim, eps=norm_eps, bias=bias)
         self.lm_head = nn.Linear(embed_dim, self.vocab_size, bias=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * num_layers))
+        gpt_init(self, num_layers)
         if tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
 
     def _embed_positions(self, h: Tensor, start: int) -> Tensor:
         if self.position_embedding is not None:
