@@ -123,6 +123,14 @@ def windowed_nll_bits(model, ids: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ text
+def _shown(path: Path) -> str:
+    """A run's path as written to the results: relative to the repository when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
 def text_run(dataset: str, root: Path, steps: int, corpus: str | None, reuse: str | None):
     from chainrule import api
 
@@ -161,7 +169,7 @@ def bench_text(dataset: str, args: argparse.Namespace, root: Path, tmp: Path) ->
     sizes, zstd_how = general_purpose(data)
     kb = len(data) / 1024
     return {
-        "dataset": f"{dataset} (held-out last 10%)", "run": str(run.path), "chars": chars, "bytes": len(data),
+        "dataset": f"{dataset} (held-out last 10%)", "run": _shown(run.path), "chars": chars, "bytes": len(data),
         "bits_per_char": {
             "chainrule .cr file": 8 * res["file_bytes"] / chars,
             "chainrule payload": 8 * res["payload_bytes"] / chars,
@@ -218,7 +226,7 @@ def bench_images(args: argparse.Namespace, root: Path, tmp: Path) -> dict:
     kb = dims / 1024
     return {
         "dataset": f"mnist-subset test, {n} images as one {pixels.shape[1]}x{pixels.shape[0]} mosaic",
-        "run": str(run.path), "pixels": dims,
+        "run": _shown(run.path), "pixels": dims,
         "bits_per_pixel": {
             "chainrule .cr file": 8 * res["file_bytes"] / dims,
             "chainrule payload": 8 * res["payload_bytes"] / dims,
