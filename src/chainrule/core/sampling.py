@@ -53,6 +53,16 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+def position_params(model: AutoregressiveModel, x: Tensor, pos: int, cond: Tensor | None, crop: bool) -> Tensor:
+    """Parameters ``(B, P)`` of flat position ``pos`` by re-running the network on the values ``x`` so far — the
+    uncached path shared by sampling and entropy coding. With ``crop`` (a ``row_causal`` image model, whose
+    outputs in row r depend on rows <= r only) the network runs on the rows up to ``pos`` alone."""
+    if crop:
+        rows = pos // model.positions[-1] + 1
+        return _flat(model.network(model.encode(x[:, :, :rows]), cond))[:, :, pos]
+    return _flat(model(x, cond))[:, :, pos]
+
+
 @torch.no_grad()
 def ancestral_sample(
     model: AutoregressiveModel,
@@ -95,12 +105,8 @@ def ancestral_sample(
             check_stop()
             if cached:
                 params, cache = model.step(prev, cache)
-            elif crop:
-                # outputs in row r depend on rows <= r only: run the network on those rows alone
-                rows = pos // shape[-1] + 1
-                params = _flat(model.network(model.encode(x[:, :, :rows]), cond))[:, :, pos]
             else:
-                params = _flat(model(x, cond))[:, :, pos]
+                params = position_params(model, x, pos, cond, crop)
             draw = model.head.sample(params.unsqueeze(-1), temperature=temperature, generator=generator)[..., 0]
             if known_flat is not None:
                 keep = known_flat[:, pos].unsqueeze(1)

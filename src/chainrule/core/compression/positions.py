@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from chainrule.core.sampling import position_params
+
 if TYPE_CHECKING:
     from chainrule.core.contract import AutoregressiveModel
 
@@ -57,12 +59,7 @@ class PositionConditionals:
         if self.cached:
             params, self.cache = model.step(prev, self.cache)
             return params
-        if self.crop:
-            rows = pos // model.positions[-1] + 1
-            out = model.network(model.encode(self.x[:, :, :rows]), self.cond)
-        else:
-            out = model(self.x, self.cond)
-        return out.reshape(out.shape[0], out.shape[1], -1)[:, :, pos]
+        return position_params(model, self.x, pos, self.cond, self.crop)
 
 
 def coding_steps(model: AutoregressiveModel, events: Tensor, known: Tensor) -> tuple[np.ndarray, np.ndarray]:
