@@ -244,6 +244,13 @@ class AutoregressiveModel(nn.Module):
             use_cache: use :meth:`step` when the model supports it.
             generator: a ``torch.Generator`` for reproducible draws.
         """
+        self.check_sample(n, cond, x_given, known, temperature)
+        return self.draw(n, cond, x_given, known, temperature, use_cache, generator)
+
+    def draw(self, n: int, cond: Tensor | None, x_given: Tensor | None, known: Tensor | None, temperature: float,
+             use_cache: bool, generator: torch.Generator | None) -> Tensor:
+        """The sampling itself, on arguments :meth:`sample` has already checked: the shared ancestral loop.
+        Models override this (not :meth:`sample`) where their distribution allows something better."""
         from chainrule.core.sampling import ancestral_sample
 
         return ancestral_sample(self, n, cond=cond, x_given=x_given, known=known, temperature=temperature,

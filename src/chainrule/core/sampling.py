@@ -80,9 +80,8 @@ def ancestral_sample(
     teacher-forced network is re-run and the next position's parameters read off — for ``row_causal``
     image models only on the rows up to the current one (half the work on average). All paths draw the
     same random numbers in the same order, so they give identical samples under one seed. The arguments are
-    checked first (:meth:`AutoregressiveModel.check_sample`).
+    those :meth:`AutoregressiveModel.sample` has checked (``check_sample``); call that, not this, with user input.
     """
-    model.check_sample(n, cond, x_given, known, temperature)
     device = model.device
     c, shape = model.channels, model.positions
     x = torch.zeros(n, c, *shape, dtype=torch.long, device=device)

@@ -122,19 +122,9 @@ class Histogram(AutoregressiveModel):
         return torch.softmax(z / temperature, dim=2)
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        cond: Tensor | None = None,
-        x_given: Tensor | None = None,
-        known: Tensor | None = None,
-        temperature: float = 1.0,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, cond: Tensor | None, x_given: Tensor | None, known: Tensor | None, temperature: float,
+             use_cache: bool, generator: torch.Generator | None) -> Tensor:
         """All positions at once (they are independent): inverse CDF of uniforms from ``generator``."""
-        self.check_sample(n, cond, x_given, known, temperature)
         device = self.logits.device
         params = self.logits[self._rows(n, cond)]
         if not self.countable:

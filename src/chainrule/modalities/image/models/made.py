@@ -149,17 +149,8 @@ class MADE(AutoregressiveModel):
         return torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.num_masks)
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        cond: Tensor | None = None,
-        x_given: Tensor | None = None,
-        known: Tensor | None = None,
-        temperature: float = 1.0,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, cond: Tensor | None, x_given: Tensor | None, known: Tensor | None, temperature: float,
+             use_cache: bool, generator: torch.Generator | None) -> Tensor:
         """Ancestral samples from the ensemble: each example draws its mask uniformly, then examples
         sharing a mask are sampled together in that mask's ordering.
 
@@ -167,7 +158,6 @@ class MADE(AutoregressiveModel):
         mask among those that order its known positions first, with probability proportional to that mask's
         likelihood of the known values (:meth:`completion_masks`): an exact sample of ``p(x_unknown | x_known)``
         under the ensemble of those masks (all of them when ``order_agnostic`` is False)."""
-        self.check_sample(n, cond, x_given, known, temperature)
         kwargs = dict(temperature=temperature, use_cache=use_cache, generator=generator)
         if self.num_masks == 1:
             return ancestral_sample(self, n, cond=cond, x_given=x_given, known=known, **kwargs)
