@@ -3,17 +3,13 @@ ends (bitwise on CPU with one thread): weights, EMA weights and the metrics log.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import digits_arrays, tiny_run
+from training_helpers import digits_arrays, kill_after_checkpoint, tiny_run
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_tiny.py"
 OPTS = dict(steps=60, dropout=0.1, ema=0.9)  # dropout + EMA: RNG and EMA state must resume exactly too
@@ -29,25 +25,10 @@ def _keep_threads():
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     torch.save(digits_arrays(), tmp_path / "digits.pt")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     args = [sys.executable, str(SCRIPT), str(killed), "--steps", str(OPTS["steps"]), "--dropout",
             str(OPTS["dropout"]), "--ema", str(OPTS["ema"]), "--data", str(tmp_path / "digits.pt")]
     # slowed down (30 ms per step) so it is reliably still training when killed
-    proc = subprocess.Popen([*args, "--delay", "0.03"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        target = killed / "checkpoints" / "step-000020.state.pt"
-        deadline = time.monotonic() + 300
-        while not target.exists():
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint beyond step 20 appeared"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_checkpoint([*args, "--delay", "0.03"], killed / "checkpoints" / "step-000020.state.pt")
     assert not (killed / "checkpoints" / "step-000060.state.pt").exists()  # it really stopped mid-run
 
     ref_model, ref = tiny_run(tmp_path / "ref", **OPTS)  # the same run uninterrupted (one thread too)

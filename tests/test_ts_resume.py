@@ -4,11 +4,7 @@ exactly where an uninterrupted run ends (bitwise on CPU with one thread): weight
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_helpers import kill_after_checkpoint
 
 from chainrule.cli import main
 
@@ -47,24 +44,9 @@ def write_sales(path: Path) -> Path:
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     csv = write_sales(tmp_path / "sales.csv")
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     # slowed down (30 ms per batch) so it is reliably still training when killed
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--delay", "0.03", str(csv), *TRAIN, "--run", str(killed)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        target = killed / "checkpoints" / "step-000010.state.pt"
-        deadline = time.monotonic() + 300
-        while not target.exists():
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint at step 10 appeared"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_checkpoint([sys.executable, str(SCRIPT), "--delay", "0.03", str(csv), *TRAIN, "--run", str(killed)],
+                          killed / "checkpoints" / "step-000010.state.pt")
     assert not (killed / "checkpoints" / "step-000040.state.pt").exists()  # it really stopped mid-run
     assert not (killed / "best.safetensors").exists()
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -122,3 +126,23 @@ def tiny_run(run_dir, *, steps: int = 60, batch_size: int = 32, hidden: int = 32
     opts.update(overrides)
     summary = Trainer(model, train, val, TrainConfig(**opts), run_dir, resume=resume).fit()
     return model, summary
+
+
+def kill_after_checkpoint(args: list[str], checkpoint: Path) -> None:
+    """Run ``args`` in a subprocess and SIGKILL it as soon as ``checkpoint`` exists (failing if it exits first or
+    no such checkpoint appears within 300 s); the process is gone when this returns."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, f"no {checkpoint.name} appeared"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
