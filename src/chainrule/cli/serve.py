@@ -13,6 +13,8 @@ EXAMPLES = """examples:
   curl -s localhost:8000/v1/models
   curl -s localhost:8000/v1/generate -H 'content-type: application/json' \\
       -d '{"prompt": "ROMEO:", "max_new_tokens": 100, "stream": true}'
+  curl -s localhost:8000/v1/completions -H 'content-type: application/json' \\
+      -d '{"prompt": "ROMEO:", "max_tokens": 50, "n": 2}'    # OpenAI's API: docs/openai.md
   open http://127.0.0.1:8000/ for the web page
 
 The whole API is public, its schema too (GET /openapi.json): bind to 127.0.0.1 (the default) or put an

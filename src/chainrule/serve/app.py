@@ -36,6 +36,7 @@ from chainrule.serve.admission import Budget, ServerBusy
 from chainrule.serve.batching import MicroBatcher
 from chainrule.serve.guards import BodyLimit, install_error_handlers
 from chainrule.serve.hosts import HostAllowList
+from chainrule.serve.openai_models import model_list
 from chainrule.serve.registry import ServedModel
 from chainrule.serve.schemas import ForecastRequest, GenerateRequest, Limits, LogProbRequest, SampleRequest
 from chainrule.serve.worker import Deadline, Job, RequestTimeout, Worker
@@ -172,7 +173,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                 "limits": {"max_new_tokens": limits.max_new_tokens, "max_samples": limits.max_samples,
                            "max_history": limits.max_history, "max_body_bytes": limits.max_body_bytes,
                            "timeout_s": limits.timeout_s, "max_request_bytes": limits.max_request_bytes,
-                           "memory_budget_bytes": limits.memory_budget_bytes}}
+                           "memory_budget_bytes": limits.memory_budget_bytes},
+                **model_list(models)}  # OpenAI's list shape beside the native one
 
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest, request: Request) -> dict[str, Any] | StreamingResponse:
@@ -284,4 +286,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                                     req.num_samples, req.seed, req.start)
         return {"model": served.name, **out}
 
+    from chainrule.serve.openai_api import install_openai  # built on this module's helpers, so imported late
+
+    install_openai(app)
     return app

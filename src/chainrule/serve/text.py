@@ -45,8 +45,10 @@ def encode_texts(served: ServedModel, texts: list[str]) -> list[list[int]]:
     return out
 
 
-def token_log_prob(model: Any, examples: list[list[int]]) -> list[dict[str, Any]]:
-    """Per-token surprisal (nats) and total NLL of each token list, right-padded into shared passes.
+def token_log_prob(model: Any, examples: list[list[int]], top: int = 0) -> list[dict[str, Any]]:
+    """Per-token surprisal (nats) and total NLL of each token list, right-padded into shared passes; with ``top``,
+    also each position's ``top`` most likely tokens as ``[id, log-prob]`` pairs, read off the same log-softmax
+    (so a token that is the most likely has exactly its surprisal's log-probability there).
 
     The model is causal, so padding after a sequence does not change its log-probabilities.
     """
@@ -59,10 +61,20 @@ def token_log_prob(model: Any, examples: list[list[int]]) -> list[dict[str, Any]
         x = torch.zeros(len(chunk), 1, width, dtype=torch.long, device=model.device)
         for i, ids in enumerate(chunk):
             x[i, 0, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        lp = model.log_prob_positions(x).double().cpu()  # (B, T)
+        if not top:
+            lp = model.log_prob_positions(x).double().cpu()  # (B, T)
+        else:  # the same two steps as log_prob_positions, keeping the parameters for the alternatives
+            params = model(x)
+            lp = model.head.log_prob(params, x).double().cpu()
+            levels = torch.log_softmax(model.head.logits(params), dim=2)[:, 0]  # (B, V, T), as the head computes it
+            best = levels.topk(min(top, levels.shape[1]), dim=1)
+            best_lp, best_id = best.values.double().cpu(), best.indices.cpu()  # (B, k, T)
         for i, ids in enumerate(chunk):
             s = -lp[i, : len(ids)]
             out.append({"nll": float(s.sum()), "surprisal": s.tolist()})
+            if top:
+                at_ids, at_lps = best_id[i, :, : len(ids)].T.tolist(), best_lp[i, :, : len(ids)].T.tolist()
+                out[-1]["top"] = [list(zip(a, b, strict=True)) for a, b in zip(at_ids, at_lps, strict=True)]
     return out
 
 
