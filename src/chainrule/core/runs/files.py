@@ -18,5 +18,7 @@ CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 #: the training curve
 PLOTS_DIR = "plots"
+#: TensorBoard event files (``output.tensorboard=true``)
+TENSORBOARD_DIR = "tensorboard"
 #: held (``flock``) by the one process writing the run; records its PID; removed when it finishes
 LOCK_FILE = ".lock"

@@ -13,6 +13,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from chainrule.core.training.checkpoint import (
 from chainrule.core.training.config import TrainConfig
 from chainrule.core.training.distributed import DistContext, distributed_context, env_world_size, wrap_for_training
 from chainrule.core.training.ema import EMA
-from chainrule.core.training.metrics import MetricsLog, finite_or_none
+from chainrule.core.training.metrics import MetricsLog, MetricsSink, finite_or_none
 from chainrule.core.training.rng import rng_state, seed_everything, set_rng_state
 from chainrule.core.training.schedule import lr_factor
 from chainrule.core.training.validation import mean_nll
@@ -94,13 +95,13 @@ class Trainer:
     Models with ``closed_form = True`` and a ``fit_counts(dataset)`` method are fitted by that one call.
     With ``resume=True`` the newest complete checkpoint in ``run_dir`` is loaded and training continues
     exactly where it stopped. ``run_dir=None`` fits in memory and writes nothing. ``summary_extra``: facts
-    the caller wants in the summary (e.g. what the model and data were). Launch under ``torchrun`` for
-    data-parallel training.
+    the caller wants in the summary (e.g. what the model and data were). ``sinks`` receive every metrics record
+    too (e.g. a TensorBoard writer; the caller closes them). Launch under ``torchrun`` for data-parallel training.
     """
 
     def __init__(self, model: nn.Module, train_set: IndexedDataset, val_set: IndexedDataset | None,
                  cfg: TrainConfig, run_dir: str | Path | None, resume: bool = False,
-                 summary_extra: dict[str, Any] | None = None) -> None:
+                 summary_extra: dict[str, Any] | None = None, sinks: Sequence[MetricsSink] = ()) -> None:
         self.model = model
         self.train_set = train_set
         self.val_set = val_set
@@ -116,7 +117,8 @@ class Trainer:
         self.ema: EMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_checkpoint: CheckpointFiles | None = None
-        self.metrics = MetricsLog(self._file(METRICS_FILE))
+        self.sinks = list(sinks)
+        self.metrics = MetricsLog(self._file(METRICS_FILE), sinks=self.sinks)
 
     def _file(self, name: str) -> Path | None:
         """``name`` inside the run directory; None for an in-memory fit."""
@@ -180,7 +182,7 @@ class Trainer:
             torch.set_num_threads(self.cfg.num_threads)
         with distributed_context(self.cfg.device) as (ctx, device):
             self.ctx, self.device = ctx, device
-            self.metrics = MetricsLog(self._file(METRICS_FILE), active=ctx.is_main)
+            self.metrics = MetricsLog(self._file(METRICS_FILE), active=ctx.is_main, sinks=self.sinks)
             if ctx.is_main and self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 remove_stale_temporaries(self.run_dir / CHECKPOINTS_DIR)

@@ -4,6 +4,7 @@
 >>> run = api.train_forecaster("prices.csv", "deepar", horizon=20, time="Date", target="Close", steps=500)
 >>> frame = api.predict(run, out="forecast.csv")          # also writes forecast.png
 >>> api.forecast_from_history(run, [1.0, 2.0, None, 4.0], horizon=5)["median"]
+>>> api.ChainruleForecast("deepar", h=12).fit(df).predict(12, level=[80, 95])   # pandas, StatsForecast's frames
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +26,15 @@ from chainrule.core.errors import CheckpointError, ConfigError, DataError
 from chainrule.core.heads.continuous import ContinuousHead
 from chainrule.core.limits import check_count, check_horizon, check_series
 from chainrule.core.runs.atomic import atomic_write_text
+from chainrule.core.runs.files import PLOTS_DIR
 from chainrule.core.runs.kind import RunKind
 from chainrule.core.runs.lock import run_lock
 from chainrule.core.runs.run import Run, check_new_run_dir, default_run_dir, open_run
 from chainrule.core.training.checkpoint import list_checkpoints
 from chainrule.core.training.distributed import DistContext, env_world_size, is_main_process, resolve_device
+from chainrule.core.training.tensorboard import tensorboard_sink, wants_tensorboard
 from chainrule.modalities.series.features import FeatureSpec
+from chainrule.modalities.series.frames import ChainruleForecast as ChainruleForecast  # re-exported: pandas API
 from chainrule.modalities.series.models.base import ForecastModel
 from chainrule.modalities.series.neural import NeuralForecaster
 from chainrule.modalities.series.run_config import DATA_KEYS, forecast_config, forecaster_options
@@ -108,6 +113,7 @@ def train_forecaster(data: str | Path | None = None, model: str | None = None, h
              "train": {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "max_seconds": max_seconds,
                        "progress": progress, "device": device, **(train_options or {})}}
     cfg = forecast_config(config_file, flags, overrides)
+    wants_tensorboard(cfg)  # a bad output.tensorboard fails before anything is written
     cfg["train"].setdefault("progress", True)  # a training command shows its progress unless told not to
     d = cfg["data"]
     ss = load_series(d["source"], d.get("time"), d.get("target"), d.get("id"), d["covariates"], d.get("freq"))
@@ -122,7 +128,7 @@ def train_forecaster(data: str | Path | None = None, model: str | None = None, h
         if is_main_process():
             check_new_run_dir(path)
             save_forecast_run(path, f, ss, d, fspec, output=cfg["output"])  # config first: a run from the start
-        f.fit(ss, run_dir=path)
+        _fit_run(f, ss, path)
     return open_run(path)
 
 
@@ -134,8 +140,25 @@ def _resume_forecaster(run_dir: str | Path | None) -> Run:
     with run_lock(run_dir, enabled=is_main_process()):
         run = open_run(run_dir)
         f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)))[0]
-        f.fit(_run_data(run, None), run_dir=run.path, resume=bool(list_checkpoints(run.path)))
+        _fit_run(f, _run_data(run, None), run.path, resume=bool(list_checkpoints(run.path)))
     return run
+
+
+def _fit_run(f: NeuralForecaster, ss: SeriesSet, path: Path, resume: bool = False) -> None:
+    """Train ``f`` into the run at ``path``; with ``output.tensorboard=true`` also into its TensorBoard event
+    file, with the fan chart of a forecast from the end of the training data (``plots/forecast.png``)."""
+    sink = tensorboard_sink(path, open_run(path).config) if is_main_process() else None
+    try:
+        f.fit(ss, run_dir=path, resume=resume, sinks=[sink] if sink else [])
+        if sink is not None:
+            try:
+                predict(path, plot=Path(path) / PLOTS_DIR / "forecast.png")
+            except DataError as e:  # e.g. future covariates the training data does not hold
+                warnings.warn(f"no fan chart for TensorBoard: {e}", stacklevel=2)
+            sink.add_run_outputs(path)
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def save_forecast_run(path: str | Path, f: NeuralForecaster, ss: SeriesSet, data_cfg: dict[str, Any],

@@ -3,6 +3,7 @@ protocol — ``fit`` on a :class:`SeriesSet`, ``predict`` seeded sample paths ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from chainrule.core.errors import ConfigError
 from chainrule.core.heads import build_head
 from chainrule.core.training import TrainConfig, Trainer
 from chainrule.core.training.distributed import DistContext, resolve_device
+from chainrule.core.training.metrics import MetricsSink
 from chainrule.modalities.registry import build_model, model_class
 from chainrule.modalities.series.features import FeatureSpec, TrainingWindows, history_batch
 from chainrule.modalities.series.models.base import ForecastModel
@@ -82,15 +84,16 @@ class NeuralForecaster:
         return build_model(self.model_name, modality="series", lags=spec.lags,
                            num_time_features=spec.num_time_features, head=self.head_name, **self.model_kwargs)
 
-    def fit(self, train: SeriesSet, run_dir: str | Path | None = None, resume: bool = False) -> None:
+    def fit(self, train: SeriesSet, run_dir: str | Path | None = None, resume: bool = False,
+            sinks: Sequence[MetricsSink] = ()) -> None:
         """Train a fresh model on every window of ``train``; with ``run_dir``, write checkpoints, metrics, the
-        final weights and the summary there (``resume`` continues from its newest checkpoint); without, fit in
-        memory."""
+        final weights and the summary there (``resume`` continues from its newest checkpoint; ``sinks`` receive
+        the metrics too); without, fit in memory."""
         spec = self.make_spec(train)
         windows = TrainingWindows(train, spec, min_size=self.train_cfg.batch_size)
         extra = {"model": self.model_name, "head": self.head_name, "windows": windows.num_windows}
         trainer = Trainer(self.fresh_model(spec), windows, None, self.train_cfg, run_dir, resume=resume,
-                          summary_extra=extra)
+                          summary_extra=extra, sinks=sinks)
         self.summary = trainer.fit()
         self.model, self.spec = trainer.eval_model.eval(), spec  # the EMA weights when EMA is on, as saved
 
