@@ -4,12 +4,20 @@ Writes bench/results/images.json and bench/results/images.md (the table copied i
 
     .venv/bin/python bench/images.py                       # full run (about an hour on 2 cores)
     .venv/bin/python bench/images.py --datasets digits --models histogram,made --seconds 20
+    .venv/bin/python bench/images.py --sampling-only --uncached-steps 28   # sampling speed at the MNIST sizes
+    .venv/bin/python bench/images.py --sampling-only --quick               # the same at a tiny size (a smoke run)
+
+Sampling is timed for 64 images, cached (each model's incremental ``step``) and uncached (the network re-run
+for every position). ``--uncached-steps K`` times the uncached path over its first K steps only and scales by the
+steps of a whole run / K: every uncached step re-runs the same full network, so the estimate is fair and saves
+hours.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -18,7 +26,8 @@ from pathlib import Path
 import torch
 
 from chainrule import api
-from chainrule.modalities.registry import model_names
+from chainrule.core.sampling import SamplingStopped, stop_when
+from chainrule.modalities.registry import build_model, model_class, model_names
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)
@@ -27,9 +36,43 @@ PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)
     "made": ("MADE, 32 masks (Germain et al. 2015)", 86.64),
 }
 BATCH = 64
+SAMPLES = 64
+MNIST_SHAPE = (1, 28, 28)
 
 
-def bench_one(dataset: str, model: str, seconds: float, root: Path, time_sampling: bool = True, grid: int = 64) -> dict:
+def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | None = None) -> dict:
+    """Seconds to draw ``n`` images cached (when the model has a step) and uncached. With ``uncached_steps`` the
+    uncached path is timed over that many sampling steps and scaled to the number of steps the cached run took
+    (a MADE ensemble runs one pass per mask), which is recorded."""
+    out: dict = {}
+    steps = [0]
+
+    def count(limit: int | None = None) -> bool:
+        steps[0] += 1
+        return limit is not None and steps[0] > limit
+
+    if net.supports_cache:
+        t = time.perf_counter()
+        with stop_when(count):
+            net.sample(n, use_cache=True, generator=torch.Generator().manual_seed(0))
+        out["cached"] = time.perf_counter() - t
+    total, steps[0] = steps[0], 0
+    limit = uncached_steps if uncached_steps and uncached_steps < total else None
+    t = time.perf_counter()
+    try:
+        with stop_when(lambda: count(limit)):
+            net.sample(n, use_cache=False, generator=torch.Generator().manual_seed(0))
+    except SamplingStopped:
+        pass
+    out["uncached"] = time.perf_counter() - t
+    if limit is not None:
+        out["uncached"] *= total / limit
+        out["uncached_scaled_from_steps"] = f"{limit} of {total}"
+    return out
+
+
+def bench_one(dataset: str, model: str, seconds: float, root: Path, time_sampling_too: bool = True, grid: int = 64,
+              uncached_steps: int | None = None) -> dict:
     run_dir = root / f"{dataset}-{model}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -44,11 +87,7 @@ def bench_one(dataset: str, model: str, seconds: float, root: Path, time_samplin
     train_seconds = float(summary.get("wall_time") or wall)
     res = api.evaluate(run)
     net = run.load_model()
-    timings = {}
-    for cached in ([True, False] if net.supports_cache else [False]) if time_sampling else []:
-        t = time.perf_counter()
-        api.sample(run, 64, seed=0, use_cache=cached, model=net)
-        timings["cached" if cached else "uncached"] = time.perf_counter() - t
+    timings = time_sampling(net.eval(), SAMPLES, uncached_steps) if time_sampling_too else {}
     return {
         "dataset": dataset, "model": model, "data": res["data"], "nll_nats": res["nll_nats"], "bpd": res["bpd"],
         "params": res["params"], "steps": steps, "batch_size": BATCH, "train_seconds": train_seconds,
@@ -75,6 +114,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def sampling_rows(models: list[str], quick: bool, uncached_steps: int | None) -> list[dict]:
+    """Sampling speed alone, at the benchmark's model sizes on binarized MNIST (or tiny models with ``quick``):
+    random weights, since the time depends on the architecture and the image size only."""
+    shape, n = ((1, 8, 8), 4) if quick else (MNIST_SHAPE, SAMPLES)
+    rows = []
+    for name in models:
+        options = model_class(name, "image").TINY if quick else {}
+        torch.manual_seed(0)
+        net = build_model(name, shape, 2, head="auto", **options).eval()  # as a run on binarized data
+        print(f"== sampling {name} {shape}", flush=True)
+        timings = time_sampling(net, n, uncached_steps)
+        rows.append({"model": name, "event_shape": list(shape), "samples": n, "quick": quick,
+                     "params": sum(p.numel() for p in net.parameters()), "sample_seconds": timings,
+                     "speedup": timings["uncached"] / timings["cached"] if "cached" in timings else None})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def sampling_table(rows: list[dict]) -> str:
+    out = ["| model | params | images | uncached (s) | cached (s) | speed-up |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        s = r["sample_seconds"]
+        part = s.get("uncached_scaled_from_steps")
+        scaled = f" (from {part} steps)" if part else ""
+        cached = f"{s['cached']:.2f}" if "cached" in s else "–"
+        speedup = (f"{r['speedup']:.0f}x" if r["speedup"] >= 10 else f"{r['speedup']:.1f}x") if r["speedup"] else "–"
+        out.append(f"| {r['model']} | {r['params']:,} | {r['samples']} | {s['uncached']:.2f}{scaled} | {cached} | "
+                   f"{speedup} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="digits,mnist,fashion-mnist")
@@ -87,15 +157,36 @@ def main() -> None:
     p.add_argument("--grid", type=int, default=64, help="images in each run's sample grid")
     p.add_argument("--merge", action="store_true",
                    help="replace only these (dataset, model) rows in an existing results file")
+    p.add_argument("--uncached-steps", type=int, default=None,
+                   help="time the uncached sampler over this many steps and scale (default: all of them)")
+    p.add_argument("--sampling-only", action="store_true",
+                   help="only time sampling, at the MNIST model sizes with random weights (no training)")
+    p.add_argument("--quick", action="store_true", help="with --sampling-only: tiny models on 8x8 images")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     a = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
+    if a.sampling_only:
+        models = [m for m in a.models.split(",") if model_class(m, "image").modality == "image"]
+        rows = sampling_rows(models, a.quick, a.uncached_steps)
+        out = HERE / "results" / ("image_sampling-quick.json" if a.quick else "image_sampling.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"machine": f"{platform.processor() or platform.machine()}, {a.threads} threads, "
+                           f"torch {torch.__version__}, CPU only",
+                "load_average_1min_at_end": round(os.getloadavg()[0], 1),  # > cores: other work shared the CPU
+                "command": "python bench/images.py " + " ".join(
+                    f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
+                    for k, v in vars(a).items() if v and k not in ("out", "datasets", "grid"))}
+        out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        out.with_suffix(".md").write_text(sampling_table(rows) + "\n")
+        print(sampling_table(rows))
+        return
     root = HERE / "runs"
     rows = []
     for ds in a.datasets.split(","):
         for m in a.models.split(","):
             budget = a.seconds or (45.0 if ds == "digits" else 120.0)
             print(f"== {ds} / {m} ({budget:.0f} s budget)", flush=True)
-            rows.append(bench_one(ds, m, budget, root, not a.no_sample_timing, a.grid))
+            rows.append(bench_one(ds, m, budget, root, not a.no_sample_timing, a.grid, a.uncached_steps))
             print(json.dumps(rows[-1]), flush=True)
     meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                        f"torch {torch.__version__}, CPU only",

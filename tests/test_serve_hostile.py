@@ -154,7 +154,7 @@ def test_timed_out_forecast_stops_computing_and_keeps_its_slot_until_then(models
 
 def test_timed_out_image_sampling_stops_computing(models, monkeypatch):
     app = create_app(models, Limits(timeout_s=0.5))
-    slow = SlowSteps(monkeypatch, models["img"].model, "network", 0.05, probe=lambda: app.state.budget.used)
+    slow = SlowSteps(monkeypatch, models["img"].model, "step", 0.05, probe=lambda: app.state.budget.used)
 
     async def body(c: httpx.AsyncClient) -> None:
         r = await c.post("/v1/sample", json={"model": "img", "num_samples": 4})
@@ -259,9 +259,9 @@ def test_memory_budget_queues_requests_then_refuses_at_the_deadline(models, monk
     running, most = [0], [0]
     lock = threading.Lock()
     cls = type(models["img"].model)
-    inner = cls.network
+    inner = cls.step  # image sampling runs the model's cached step once per position
 
-    def network(self, *args, **kwargs):
+    def step(self, *args, **kwargs):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -272,7 +272,7 @@ def test_memory_budget_queues_requests_then_refuses_at_the_deadline(models, monk
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(cls, "network", network)
+    monkeypatch.setattr(cls, "step", step)
 
     async def body(c: httpx.AsyncClient) -> None:
         rs = await asyncio.gather(*(c.post("/v1/sample", json={"model": "img", "num_samples": 4, "seed": s})
@@ -284,7 +284,7 @@ def test_memory_budget_queues_requests_then_refuses_at_the_deadline(models, monk
 
     short = create_app(models, Limits(timeout_s=0.5, memory_budget_bytes=need, max_request_bytes=need))
     gate = threading.Event()
-    monkeypatch.setattr(cls, "network", lambda self, *a, **k: gate.wait(BOUND_S) and inner(self, *a, **k))  # hangs
+    monkeypatch.setattr(cls, "step", lambda self, *a, **k: gate.wait(BOUND_S) and inner(self, *a, **k))  # hangs
 
     async def crowded(c: httpx.AsyncClient) -> None:
         rs = await asyncio.gather(*(c.post("/v1/sample", json={"model": "img", "num_samples": 4}) for _ in range(2)))

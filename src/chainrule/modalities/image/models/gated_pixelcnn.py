@@ -6,19 +6,25 @@ the current one (kernels that reach only upwards); it is shifted down by one row
 the left in the current row (a right shift in the first layer excludes the pixel itself). Units are
 gated, ``tanh(a) * sigmoid(b)``; the horizontal stack is residual and every layer adds a skip output.
 Shifts are done by padding and cropping, so every layer is one ordinary convolution.
+
+Sampling caches each convolution's input (:mod:`chainrule.core.nn.conv_cache`): when a row is finished the
+vertical stack computes that row (it is what the next row's horizontal stack reads), and each step computes the
+horizontal stack at the new pixel alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
+from chainrule.core.nn.conv_cache import ConvInputCache, pointwise
 from chainrule.core.nn.masked import class_bias, require_image
 
 
@@ -78,6 +84,7 @@ class GatedPixelCNN(AutoregressiveModel):
 
     name: ClassVar[str] = "gated_pixelcnn"
     row_causal: ClassVar[bool] = True
+    supports_cache: ClassVar[bool] = True
     TINY: ClassVar[dict] = {"hidden_channels": 8, "num_layers": 2, "output_channels": 16}
 
     def __init__(
@@ -114,3 +121,55 @@ class GatedPixelCNN(AutoregressiveModel):
             v, h, s = layer(v, h, biases[2 * i], biases[2 * i + 1])
             skip = skip + s
         return self.out(F.relu(self.out_hidden(F.relu(skip))))
+
+    # ------------------------------------------------------------------ incremental decoding
+    @torch.no_grad()
+    def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
+        """Per layer the vertical and horizontal convolutions' input maps (layer 0's hold the image), the class
+        biases, and the vertical stack's contribution to the current row (row 0 sees the zero row above)."""
+        height, width = self.positions
+        biases: list[Tensor | None] = [None] * (2 * len(self.layers))
+        if cond is not None and self.cond_bias is not None:
+            biases = list(self.cond_bias(cond).chunk(2 * len(self.layers), dim=1))
+        v_in = [ConvInputCache(lay.v_conv, batch_size, height, width, (lay.k, lay.k, lay.k, 0)) for lay in self.layers]
+        h_in = [ConvInputCache(lay.h_conv, batch_size, height, width, (lay.k, 0, 0, 0)) for lay in self.layers]
+        from_above = [lay.link.bias.detach()[None, :, None].expand(batch_size, -1, width) for lay in self.layers]
+        return {"t": 0, "v_in": v_in, "h_in": h_in, "biases": biases, "from_above": from_above}
+
+    def _vertical_row(self, i: int, cache: dict[str, Any]) -> None:
+        """Run the vertical stack along finished row ``i``; keep what row ``i + 1``'s horizontal stack reads."""
+        for n, layer in enumerate(self.layers):
+            v_pre = cache["v_in"][n].row(i)
+            cache["from_above"][n] = pointwise(layer.link, v_pre)
+            bias = cache["biases"][2 * n]
+            if n + 1 < len(self.layers):
+                cache["v_in"][n + 1].put_row(i, gate(v_pre if bias is None else v_pre + bias[:, :, None]))
+
+    @torch.no_grad()
+    def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """The horizontal stack at the next pixel (after the vertical stack along the row just finished)."""
+        t, width = cache["t"], self.positions[1]
+        if x_prev is not None:
+            value = self.encode(x_prev.to(self.device))
+            cache["v_in"][0].put(*divmod(t - 1, width), value)
+            cache["h_in"][0].put(*divmod(t - 1, width), value)
+        if t >= self.num_positions:
+            raise InputError(f"{self.name}: every one of the {self.num_positions} positions is already generated")
+        i, j = divmod(t, width)
+        if j == 0 and i > 0:
+            self._vertical_row(i - 1, cache)
+        h: Tensor | None = None
+        skip: Tensor | int = 0
+        for n, layer in enumerate(self.layers):
+            if layer.first:  # right-shifted: the output left of this pixel, zero in column 0
+                h_pre = cache["h_in"][0].at(i, j - 1) if j > 0 else 0.0
+            else:
+                cache["h_in"][n].put(i, j, h)
+                h_pre = cache["h_in"][n].at(i, j)
+            h_pre = h_pre + cache["from_above"][n][:, :, j]
+            bias = cache["biases"][2 * n + 1]
+            h_out = gate(h_pre if bias is None else h_pre + bias)
+            h = h_out if layer.res is None else h + pointwise(layer.res, h_out)
+            skip = skip + pointwise(layer.skip, h_out)
+        params = pointwise(self.out, F.relu(pointwise(self.out_hidden, F.relu(skip))))
+        return params, {**cache, "t": t + 1}

@@ -4,19 +4,25 @@ Two streams without a blind spot: the vertical stream ``u`` sees the rows strict
 (down-shifted convolutions), the horizontal stream ``ul`` sees the rows above plus the pixels to the left
 (down-right-shifted convolutions) and receives ``u`` through 1x1 convolutions. Both are stacks of gated
 ResNet blocks with concat_elu nonlinearities, dropout and optional class conditioning.
+
+Sampling caches each convolution's input (:mod:`chainrule.core.nn.conv_cache`, as in Fast PixelCNN++,
+Ramachandran et al. 2017): ``u`` at row r reads rows < r only, so it is computed a row at a time when row r - 1
+is finished, and each step computes the ``ul`` stream at the new pixel alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
+from chainrule.core.nn.conv_cache import ConvInputCache, pointwise
 
 
 def concat_elu(x: Tensor) -> Tensor:
@@ -94,6 +100,7 @@ class PixelCNNPP(AutoregressiveModel):
 
     name: ClassVar[str] = "pixelcnn_pp"
     row_causal: ClassVar[bool] = True
+    supports_cache: ClassVar[bool] = True
     default_head: ClassVar[str] = "logistic_mixture"
     TINY: ClassVar[dict] = {"num_filters": 8, "num_resnet": 1, "dropout": 0.0}
 
@@ -128,3 +135,70 @@ class PixelCNNPP(AutoregressiveModel):
             u = u_block(u, cond=cond)
             ul = ul_block(ul, aux=u, cond=cond)
         return self.out(F.elu(ul))
+
+    # ------------------------------------------------------------------ incremental decoding
+    @torch.no_grad()
+    def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
+        """The input map of every convolution (the three input convolutions' hold the image and its ones channel),
+        the class embeddings, and per ``ul`` block the ``u`` stream's contribution along the current row."""
+        height, width = self.positions
+
+        def input_of(conv: nn.Conv2d) -> ConvInputCache:
+            return ConvInputCache(conv, batch_size, height, width, conv.pad)
+
+        embeds = [None if b.embed is None or cond is None else b.embed(cond.long()) for b in self.u_blocks]
+        ul_embeds = [None if b.embed is None or cond is None else b.embed(cond.long()) for b in self.ul_blocks]
+        return {"t": 0, "u_in": input_of(self.u_in), "ul_up": input_of(self.ul_in_up),
+                "ul_left": input_of(self.ul_in_left),
+                "u": [(input_of(b.conv_in), input_of(b.conv_out)) for b in self.u_blocks],
+                "ul": [(input_of(b.conv_in), input_of(b.conv_out)) for b in self.ul_blocks],
+                "embeds": embeds, "ul_embeds": ul_embeds, "aux": [None] * len(self.ul_blocks)}
+
+    def _u_row(self, i: int, cache: dict[str, Any]) -> None:
+        """The ``u`` stream along row ``i`` (it reads the image rows above only); keep each block's ``nin_aux``."""
+        u = cache["u_in"].row(i - 1) if i > 0 else cache["u_in"].map.new_zeros(
+            cache["u_in"].map.shape[0], self.u_in.out_channels, self.positions[1])
+        for n, (conv_in, conv_out) in enumerate(cache["u"]):
+            conv_in.put_row(i, concat_elu(u))
+            conv_out.put_row(i, concat_elu(conv_in.row(i)))
+            h = conv_out.row(i)
+            if cache["embeds"][n] is not None:
+                h = h + cache["embeds"][n][:, :, None]
+            a, b = h.chunk(2, dim=1)
+            u = u + a * torch.sigmoid(b)
+            aux = self.ul_blocks[n].nin_aux
+            cache["aux"][n] = pointwise(aux, concat_elu(u)) if aux is not None else None
+
+    @torch.no_grad()
+    def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """The ``ul`` stream at the next pixel (after the ``u`` stream along its row when a row begins)."""
+        t, width = cache["t"], self.positions[1]
+        if x_prev is not None:
+            value = self.encode(x_prev.to(self.device))
+            value = torch.cat([value, torch.ones_like(value[:, :1])], dim=1)
+            for name in ("u_in", "ul_up", "ul_left"):
+                cache[name].put(*divmod(t - 1, width), value)
+        if t >= self.num_positions:
+            raise InputError(f"{self.name}: every one of the {self.num_positions} positions is already generated")
+        i, j = divmod(t, width)
+        if j == 0:
+            self._u_row(i, cache)
+        ul: Tensor | float = 0.0
+        if i > 0:  # down-shifted: the row above
+            ul = ul + cache["ul_up"].at(i - 1, j)
+        if j > 0:  # right-shifted: the column to the left
+            ul = ul + cache["ul_left"].at(i, j - 1)
+        if not isinstance(ul, Tensor):
+            ul = cache["ul_left"].map.new_zeros(cache["ul_left"].map.shape[0], self.ul_in_left.out_channels)
+        for n, (conv_in, conv_out) in enumerate(cache["ul"]):
+            conv_in.put(i, j, concat_elu(ul))
+            h = conv_in.at(i, j)
+            if cache["aux"][n] is not None:
+                h = h + cache["aux"][n][:, :, j]
+            conv_out.put(i, j, concat_elu(h))
+            h = conv_out.at(i, j)
+            if cache["ul_embeds"][n] is not None:
+                h = h + cache["ul_embeds"][n]
+            a, b = h.chunk(2, dim=1)
+            ul = ul + a * torch.sigmoid(b)
+        return pointwise(self.out, F.elu(ul)), {**cache, "t": t + 1}
