@@ -4,6 +4,7 @@ exported graph matches PyTorch — step by step with the cache for text models, 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -16,20 +17,22 @@ from chainrule.core.errors import ConfigError
 from chainrule.core.training.checkpoint import save_weights
 from chainrule.export.metadata import METADATA_KEY
 from chainrule.export.onnx import export_model
-from chainrule.export.plan import NOT_EXPORTABLE
+from chainrule.export.plan import NOT_EXPORTABLE, TORCHSCRIPT_EXPORT
 from chainrule.export.verify import session
 from chainrule.modalities.registry import MODELS, build_model, model_class
 from chainrule.runs import Run
 
 #: registered models that cannot be exported, and why (must equal chainrule.export.plan.NOT_EXPORTABLE)
 EXPECTED_NOT_EXPORTABLE: dict[str, str] = {}
+#: registered models exported with the TorchScript exporter rather than torch.export (must equal TORCHSCRIPT_EXPORT)
+EXPECTED_TORCHSCRIPT: dict[str, str] = {}
 TOL = 1e-4
 MAX_LEN, VOCAB = 12, 7
 IMAGE_SHAPE, LEVELS = (3, 4, 4), 4
 
 #: case id -> (model name, extra options, head, num_classes, event shape, levels)
 CASES: dict[str, tuple] = {}
-MOD = {n: m for m, n in MODELS if m != "series"}  # the discrete-data models
+MOD = {n: m for m, n in MODELS if m != "series" and model_class(n, m).family == "autoregressive"}  # the chain-rule models
 for _name in sorted(MOD):
     if _name in EXPECTED_NOT_EXPORTABLE:
         continue
@@ -78,6 +81,44 @@ def test_every_registered_model_is_exported_or_listed():
     covered = {v[0] for v in CASES.values()}
     assert covered | set(NOT_EXPORTABLE) == set(MOD)
     assert not covered & set(NOT_EXPORTABLE)
+
+
+def test_every_model_exports_with_torch_export(exported):
+    """The supported exporter (``dynamo=True``) captures every model; none silently fell back to TorchScript."""
+    assert TORCHSCRIPT_EXPORT == EXPECTED_TORCHSCRIPT
+    used = {case: meta["exporter"] for case, (_, _, meta, _) in exported.items()}
+    assert used == {c: "torchscript" if CASES[c][0] in TORCHSCRIPT_EXPORT else "dynamo" for c in CASES}
+
+
+def test_torchscript_fallback_still_matches_pytorch(tmp_path, monkeypatch):
+    """A model torch.export cannot capture is exported by the TorchScript exporter, says so, and is verified."""
+    import chainrule.export.onnx as onnx_export
+
+    def fail(plan, path):
+        raise RuntimeError("cannot capture")
+
+    monkeypatch.setattr(onnx_export, "_export_dynamo", fail)
+    model = tiny("transformer")
+    with pytest.warns(UserWarning, match="using the TorchScript exporter"):
+        meta = export_model(model, tmp_path / "m.onnx")
+    assert meta["exporter"] == "torchscript"
+    tokens = torch.randint(0, VOCAB, (4, 2), generator=torch.Generator().manual_seed(3))
+    assert run_steps(model, session((tmp_path / "m.onnx").read_bytes()), meta, tokens) <= TOL
+    monkeypatch.undo()
+    monkeypatch.setitem(TORCHSCRIPT_EXPORT, "pixelcnn", "a reason")
+    assert export_model(tiny("pixelcnn"), tmp_path / "p.onnx")["exporter"] == "torchscript"
+
+
+def test_exporter_log_lines_are_silenced(caplog):
+    """torch.onnx logs notices the user cannot act on (e.g. torchvision operators skipped); export hides them."""
+    from chainrule.export.onnx import _quiet_exporter
+
+    exporter_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    with caplog.at_level(logging.WARNING), _quiet_exporter():
+        exporter_log.warning("torchvision is not installed")
+    assert not caplog.records
+    exporter_log.warning("after the export")  # the level is restored
+    assert [r.getMessage() for r in caplog.records] == ["after the export"]
 
 
 def torch_cache(model, cache: dict) -> list[torch.Tensor]:
@@ -248,6 +289,7 @@ def test_forecaster_step_reproduces_teacher_forcing(name, head, tmp_path):
 
     model = tiny_forecaster(name, head)
     meta = export_plan(forecast_plan(model, FORECAST_SPEC), tmp_path / "f.onnx")
+    assert meta["exporter"] == "dynamo"
     hist = 3 + 6
     assert meta["max_context"] == hist + 4 * 3 and len(meta["time_features"]) == meta["max_context"]
     g = torch.Generator().manual_seed(0)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ConfigError
 from chainrule.core.runs.atomic import atomic_write_bytes
 from chainrule.export.metadata import to_props
-from chainrule.export.plan import ExportPlan, plan_export
+from chainrule.export.plan import TORCHSCRIPT_EXPORT, ExportPlan, plan_export
 
 OPSET = 18
 #: largest |ONNX - PyTorch| accepted by the post-export check
@@ -31,15 +34,51 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def _trace(plan: ExportPlan, path: Path) -> None:
-    """Write the plan's graph to ``path`` with a dynamic batch axis.
+def _trace(plan: ExportPlan, path: Path) -> str:
+    """Write the plan's graph to ``path`` with a dynamic batch axis; returns the exporter used.
 
-    Uses the TorchScript-based exporter (``dynamo=False``): on these models it matches PyTorch exactly and
-    exports in well under a second, where the torch.export-based exporter takes several seconds per model.
+    The ``torch.export``-based exporter (``dynamo=True``) is the supported one; the TorchScript exporter is kept
+    for the models of :data:`TORCHSCRIPT_EXPORT` and as the fallback when ``torch.export`` cannot capture a model
+    (the graph is checked against PyTorch either way).
     """
+    if plan.metadata.get("model") not in TORCHSCRIPT_EXPORT:
+        try:
+            _export_dynamo(plan, path)
+            return "dynamo"
+        except Exception as e:  # torch.export raises many types (Unsupported, UserError, TorchExportError...)
+            warnings.warn(f"torch.export could not capture {plan.metadata.get('model')!r} ({type(e).__name__}); "
+                          "using the TorchScript exporter", stacklevel=3)
+    _export_torchscript(plan, path)
+    return "torchscript"
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's warnings and log lines (e.g. about torchvision operators): not the user's concern."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_dynamo(plan: ExportPlan, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    shapes = tuple({plan.batch_axes[n]: batch} if n in plan.batch_axes else None for n in plan.input_names)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(plan.module, plan.args, dynamo=True, dynamic_shapes=shapes, verbose=False,
+                                    input_names=plan.input_names, output_names=plan.output_names,
+                                    opset_version=OPSET, report=False)
+    program.save(str(path))
+
+
+def _export_torchscript(plan: ExportPlan, path: Path) -> None:
     axes = {n: {a: "batch"} for n, a in plan.batch_axes.items()}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer and deprecation notices are not the user's concern
+    with _quiet_exporter(), torch.no_grad():
         torch.onnx.export(plan.module, plan.args, str(path), dynamo=False, dynamic_axes=axes,
                           input_names=plan.input_names, output_names=plan.output_names, opset_version=OPSET)
 
@@ -68,9 +107,9 @@ def export_plan(plan: ExportPlan, path: str | os.PathLike, extra_metadata: dict[
     plan.metadata.update(extra_metadata or {})
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "graph.onnx"
-        _trace(plan, raw)
+        plan.metadata["exporter"] = _trace(plan, raw)
         proto = onnx.load(str(raw))
-    # the tracer drops inputs the graph never reads (e.g. the image of a class-conditional histogram)
+    # the TorchScript tracer drops inputs the graph never reads (e.g. the image of a class-conditional histogram)
     initializers = {i.name for i in proto.graph.initializer}
     plan.metadata["inputs"] = [i.name for i in proto.graph.input if i.name not in initializers]
     for key, value in to_props(plan.metadata).items():
