@@ -1,8 +1,9 @@
 """Lossless compression with a trained run: ``chainrule compress`` / ``decompress`` and the Python API.
 
-The run's model predicts each symbol of the file (a token of a text run, a pixel channel of an image run) and a
-range coder spends ``-log2 p`` bits on it, so a file costs about the model's own NLL plus a header of a few
-dozen bytes. Decoding needs the very same run (checked by a fingerprint) and runs the model once per symbol.
+The run's model predicts each symbol of the file (a token of a text run, a pixel channel of an image run, a count of
+a series run) and a range coder spends ``-log2 p`` bits on it, so a file costs about the model's own NLL plus a
+header of a few hundred bytes. Decoding needs the very same run (checked by a fingerprint) and runs the model once
+per symbol.
 
     >>> from chainrule import api
     >>> api.compress("runs/shakespeare-transformer", "play.txt", "play.txt.cr")
@@ -10,8 +11,8 @@ dozen bytes. Decoding needs the very same run (checked by a fingerprint) and run
 
 What is modality-free (quantisation, the coding loop, the ``.cr`` format) is :mod:`chainrule.core.compression`;
 turning files into symbols is each modality's codec (:mod:`chainrule.modalities.text.codec`,
-:mod:`chainrule.modalities.image.codec`). Time-series runs are not supported yet: their heads are densities over
-real values, and a lossless coder needs a discrete distribution.
+:mod:`chainrule.modalities.image.codec`, :mod:`chainrule.modalities.series.codec`). A time-series run compresses a
+file of counts when its head is discrete (``negative_binomial``); runs with a density head are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import hashlib
 import json
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,11 +35,16 @@ from chainrule.modalities.image.codec import ImageCodec
 from chainrule.modalities.text.codec import TextCodec
 from chainrule.runs import Run, open_run
 
-__all__ = ["DEFAULT_BATCH", "SUFFIX", "RunCoder", "compress", "decompress", "run_fingerprint"]
+if TYPE_CHECKING:
+    from chainrule.modalities.series.codec import SeriesCodec
+
+__all__ = ["CODED_KINDS", "DEFAULT_BATCH", "SUFFIX", "RunCoder", "compress", "decompress", "run_fingerprint"]
 
 #: rows coded in lockstep: text streams or image tiles (the decoder reads the number from the file)
 DEFAULT_BATCH = 16
 SUFFIX = ".cr"
+#: the run kinds that can compress (each has a codec turning its files into its model's symbols and back)
+CODED_KINDS = (RunKind.TEXT, RunKind.IMAGE, RunKind.SERIES)
 
 
 def run_fingerprint(run: Run) -> bytes:
@@ -65,14 +71,18 @@ class RunCoder:
         self.batch_size = int(batch_size)
         self.fingerprint = fingerprint or run_fingerprint(self.run)
         kind = self.run.kind
-        if kind is RunKind.SERIES:
-            raise ConfigError(f"{self.run.path}: a time-series run cannot compress yet (its heads are densities over "
-                              "real values; lossless coding needs discrete levels)")
+        if kind not in CODED_KINDS:
+            raise ConfigError(f"{self.run.path}: a {kind.value} run cannot compress yet (no codec for its data)")
         self.model = self.run.load_model("cpu")
+        self.codec: TextCodec | ImageCodec | SeriesCodec
         if kind is RunKind.TEXT:
             from chainrule.modalities.text.data.tokenizers import load_tokenizer
 
-            self.codec: TextCodec | ImageCodec = TextCodec(self.model, load_tokenizer(self.run.path / TOKENIZER_FILE))
+            self.codec = TextCodec(self.model, load_tokenizer(self.run.path / TOKENIZER_FILE))
+        elif kind is RunKind.SERIES:
+            from chainrule.modalities.series.codec import SeriesCodec  # pandas: the timeseries extra
+
+            self.codec = SeriesCodec(self.model, self.run.spec, str(self.run.path))
         else:
             self.codec = ImageCodec(self.model, int(self.run.spec["levels"]))
 
@@ -97,7 +107,7 @@ class RunCoder:
         try:
             with coding_mode(self.model):
                 content = self.codec.decode(container.metadata, Decoder(container.words), progress)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
             raise CompressedFileError(f"{where}: corrupt metadata or payload ({type(e).__name__}: {e})") from None
         if self.codec.checksum(content) != container.checksum:
             made = container.metadata.get("torch")
@@ -115,7 +125,8 @@ def check_fingerprint(container: Container, fingerprint: bytes, where: str) -> N
 
 def compress(run: Run | str | Path, input: str | Path, out: str | Path | None = None, *,
              batch_size: int = DEFAULT_BATCH, progress: bool = False) -> dict[str, Any]:
-    """Compress the file (text run) or image / folder of images (image run) ``input`` to ``out`` (default
+    """Compress the file (text run), image / folder of images (image run) or file of counts (series run) ``input``
+    to ``out`` (default
     ``INPUT.cr``, never overwriting an existing file); returns sizes, rates and timing."""
     src = Path(input)
     dest = Path(out) if out is not None else src.parent / f"{src.name}{SUFFIX}"

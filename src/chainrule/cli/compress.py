@@ -10,22 +10,26 @@ from chainrule.cli import options
 COMPRESS_EXAMPLES = """examples:
   chainrule compress runs/shakespeare-transformer hamlet.txt --out hamlet.txt.cr
   chainrule compress runs/mnist-pixelcnn digit.png --out digit.cr
-  chainrule compress runs/mnist-pixelcnn scans/ --out scans.cr --batch-size 64"""
+  chainrule compress runs/mnist-pixelcnn scans/ --out scans.cr --batch-size 64
+  chainrule compress runs/visits-deepar-nb visits.txt --out visits.cr   # counts, one per line"""
 DECOMPRESS_EXAMPLES = """examples:
   chainrule decompress runs/shakespeare-transformer hamlet.txt.cr --out hamlet-copy.txt
   chainrule decompress runs/mnist-pixelcnn scans.cr --out scans-copy/"""
 HOW = ("The run's model gives the probability of each next symbol (a token of a text run, a pixel channel of an "
-       "image run) and a range coder spends -log2 p bits on it: the file costs about the model's NLL plus a small "
-       "header. Decompressing needs the same run (checked by a fingerprint) and runs the model once per symbol.")
+       "image run, a count of a series run) and a range coder spends -log2 p bits on it: the file costs about the "
+       "model's NLL plus a small header. Decompressing needs the same run (checked by a fingerprint) and runs the "
+       "model once per symbol.")
 
 
 def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     c = sub.add_parser("compress", help="compress a file losslessly with a trained run's model", formatter_class=fmt,
                        description=f"{HOW} A text run compresses any file (not only UTF-8); an image run a PNG or "
-                                   "other image file (modes 1, L, RGB) or a folder of them.",
+                                   "other image file (modes 1, L, RGB) or a folder of them; a series run with the "
+                                   "negative_binomial head a file of counts, one per line (empty = missing).",
                        epilog=COMPRESS_EXAMPLES)
-    options.add_run_argument(c, "run directory of a text or image model")
-    c.add_argument("input", metavar="INPUT", help="file (text run), or image / folder of images (image run)")
+    options.add_run_argument(c, "run directory of a text, image or count-series model")
+    c.add_argument("input", metavar="INPUT", help="file (text run), image / folder of images (image run), or file "
+                                                   "of counts (series run)")
     options.add_out(c, None, "compressed file (default INPUT.cr; an existing file is only replaced when named "
                              "here)", "F.cr")
     options.add_batch_size(c, 16, "rows coded together: text streams or image tiles (default 16; more is faster, "
