@@ -67,19 +67,24 @@ def prepare_run(dataset: str | None, model: str | None, config_file: str | Path 
                 ) -> tuple[Run, AutoregressiveModel, dict[str, ImageDataset]]:
     """Resolve the config, load the data and build the model of a new run (nothing is written yet:
     :func:`train` writes the run's config.yaml once it holds the run directory's lock)."""
+    from chainrule.core.training.tensorboard import wants_tensorboard
+
     cfg = build_config(dataset, model, config_file, overrides)
+    wants_tensorboard(cfg)  # a bad output.tensorboard fails before anything is loaded or written
     splits = load_data(cfg["data"])
     train_set = splits["train"]
     conditional = bool(cfg["model"].get("conditional", False))
     if conditional and train_set.num_classes == 0:
         raise ConfigError(f"model.conditional=true but dataset {cfg['data']['name']!r} has no class labels")
     spec = {
-        "kind": (RunKind.TEXT if getattr(train_set, "tokenizer", None) is not None else RunKind.IMAGE).value,
+        "kind": getattr(train_set, "run_kind", None)
+        or (RunKind.TEXT if getattr(train_set, "tokenizer", None) is not None else RunKind.IMAGE).value,
         "event_shape": list(train_set.event_shape),
         "levels": train_set.levels,
         "num_classes": train_set.num_classes if conditional else 0,
         "class_names": list(train_set.class_names),
         "data": train_set.describe(),
+        **(train_set.spec() if hasattr(train_set, "spec") else {}),  # audio: sample rate and quantisation
     }
     path = Path(run_dir) if run_dir else default_run_dir(cfg["data"]["name"], cfg["model"]["name"])
     if "RANK" in os.environ and run_dir is None:
@@ -112,7 +117,7 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
     with run_lock(run.path, create=True, enabled=_is_rank_zero()):
         if _is_rank_zero():
             check_new_run_dir(run.path)
-            if run.kind is RunKind.TEXT:
+            if run.kind in (RunKind.TEXT, RunKind.MUSIC):
                 splits["train"].tokenizer.save(run.path / TOKENIZER_FILE)
             run.save_config()  # before any weights: a run killed from here on can be resumed
         return _fit(run, net, splits, resume=False)
@@ -120,12 +125,20 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
 
 def _fit(run: Run, net: AutoregressiveModel, splits: dict[str, ImageDataset], resume: bool) -> Run:
     from chainrule.core.training import TrainConfig, Trainer
+    from chainrule.core.training.tensorboard import tensorboard_sink
 
+    sink = tensorboard_sink(run.path, run.config) if _is_rank_zero() else None  # output.tensorboard=true
     trainer = Trainer(net, splits["train"], splits["val"], TrainConfig.from_dict(run.config["train"]), run.path,
-                      resume=resume)
-    trainer.fit()  # also writes summary.json
-    if _is_rank_zero():
-        finish_run(run)
+                      resume=resume, sinks=[sink] if sink else [])
+    try:
+        trainer.fit()  # also writes summary.json
+        if _is_rank_zero():
+            finish_run(run)
+            if sink is not None:
+                sink.add_run_outputs(run.path)
+    finally:
+        if sink is not None:
+            sink.close()
     return run
 
 
@@ -149,6 +162,18 @@ def finish_run(run: Run) -> None:
             atomic_write_text(run.path / SAMPLES_DIR / "final.txt",
                               "".join(f"=== sample {i + 1} ===\n{t}\n" for i, t in enumerate(texts)))
         return
+    if run.kind is RunKind.MUSIC:
+        if n > 0:
+            from chainrule.music import generate_music
+
+            generate_music(run, run.path / SAMPLES_DIR / "final.mid", temperature=float(out.get("temperature", 1.0)))
+        return
+    if run.kind is RunKind.AUDIO:
+        if n > 0:
+            x = sample_audio(run, float(out.get("seconds", 0.5)), n=1, seed=0,
+                             temperature=float(out.get("temperature", 1.0)))
+            write_run_wav(run, x, run.path / SAMPLES_DIR / "final.wav")
+        return
     if n > 0:
         model = run.load_model()
         x = sample(run, n, temperature=float(out.get("temperature", 1.0)), seed=0, model=model)
@@ -164,15 +189,24 @@ def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
     if split not in splits:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
     model = model or run.load_model()
+    if model.likelihood == "none":
+        raise ConfigError(f"model {model.name!r} ({model.family}) has no likelihood to evaluate; compare it by "
+                          "sample quality with `chainrule leaderboard`")
     data = splits[split]
     res = dataset_nll(model, data, batch_size=batch_size)
     result = {"split": split, "data": data.describe(), "model": run.config["model"]["name"],
               "nll_nats": res["nll"], "bpd": res["bpd"], "examples": res["examples"],
-              "params": sum(p.numel() for p in model.parameters())}
+              "params": sum(p.numel() for p in model.parameters()), "likelihood": model.likelihood}
     chars_per_token = getattr(data, "chars_per_token", None)
     if chars_per_token:  # text: per token and per character, so every tokenizer compares fairly
         result["nats_per_token"] = res["nll"] / model.num_dims
         result["bits_per_char"] = result["nats_per_token"] / math.log(2.0) / chars_per_token
+    if run.kind is RunKind.MUSIC:  # one position = one event (token)
+        result["nats_per_event"] = res["nll"] / model.num_dims
+        result["likelihood"] = model.likelihood  # "bound": the NLL is an upper bound (sequence VAE)
+    if run.kind is RunKind.AUDIO:  # one position = one sample: bits/dim is bits per sample
+        result["bits_per_sample"] = res["bpd"]
+        result["quantization"] = run.spec.get("quantization")
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     else:
@@ -226,6 +260,34 @@ def sample(run: Run | str | Path, n: int = 64, cls: int | str | None = None, tem
     cond = _resolve_class(run, model, cls, n)
     gen = torch.Generator(device=model.device).manual_seed(seed)
     return model.sample(n, cond=cond, temperature=temperature, use_cache=use_cache, generator=gen)
+
+
+def sample_audio(run: Run | str | Path, seconds: float = 2.0, n: int = 1, cls: int | str | None = None,
+                 temperature: float = 1.0, seed: int = 0, use_cache: bool = True,
+                 model: AutoregressiveModel | None = None) -> Tensor:
+    """``n`` waveforms of ``seconds`` from an audio run, as levels ``(n, 1, T)`` (write them with
+    :func:`write_run_wav`); ``use_cache=False`` re-runs the receptive field per sample (Fast WaveNet's baseline)."""
+    from chainrule.modalities.audio.generation import generate
+
+    run = _model_run(run)
+    if run.kind is not RunKind.AUDIO:
+        raise ConfigError(f"{run.path}: not an audio run ('chainrule sample' without --seconds draws images)")
+    check_image_sampling(n, temperature)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 600:
+        raise ConfigError(f"seconds must be a number in (0, 600]; got {seconds!r}")
+    model = model or run.load_model()
+    cond = _resolve_class(run, model, cls, n)
+    length = max(1, round(seconds * int(run.spec["sample_rate"])))
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    return generate(model, n, length, cond, temperature=temperature, use_cache=use_cache, generator=gen)
+
+
+def write_run_wav(run: Run | str | Path, levels: Tensor, out: str | Path) -> Path:
+    """Audio levels of a run -> a 16-bit WAV file at the run's sample rate."""
+    from chainrule.modalities.audio.wav import write_wav
+
+    run = _model_run(run)
+    return write_wav(levels, run.spec["quantization"], int(run.spec["sample_rate"]), out)
 
 
 def complete(run: Run | str | Path, n: int = 16, split: str = "test", seed: int = 0,

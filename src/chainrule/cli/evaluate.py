@@ -30,9 +30,17 @@ def run(a: argparse.Namespace) -> None:
     res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size, out=a.out)
     if a.json:
         print(json.dumps(res, indent=2))
+    elif "bits_per_sample" in res:
+        print(f"{res['model']} on {res['data']}: {res['bits_per_sample']:.4f} bits/sample "
+              f"({res['quantization']}, {res['split']} split, {res['examples']} crops)")
+    elif "nats_per_event" in res:  # music
+        bound = ", an upper bound (IWAE)" if res.get("likelihood") == "bound" else ""
+        print(f"{res['model']} on {res['data']}: {res['nats_per_event']:.4f} nats/event "
+              f"({res['split']} split, {res['examples']} windows{bound})")
     elif "bits_per_char" in res:
         print(f"{res['model']} on {res['data']}: {res['nats_per_token']:.4f} nats/token, "
               f"{res['bits_per_char']:.4f} bits/char ({res['examples']} windows)")
     else:
+        bound = ", an upper bound" if res.get("likelihood") == "bound" else ""
         print(f"{res['model']} on {res['data']}: {res['nll_nats']:.4f} nats/example, {res['bpd']:.4f} bits/dim "
-              f"({res['examples']} examples)")
+              f"({res['examples']} examples{bound})")

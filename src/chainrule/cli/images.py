@@ -8,20 +8,24 @@ from chainrule.cli import options
 
 SAMPLE_EXAMPLES = """examples:
   chainrule sample runs/digits-gated -n 64 --out grid.png
-  chainrule sample runs/cond -n 16 --class 3 --temperature 0.8 --out threes.png"""
+  chainrule sample runs/cond -n 16 --class 3 --temperature 0.8 --out threes.png
+  chainrule sample runs/speech-wavenet --seconds 2 --out x.wav     # an audio run writes a WAV"""
 COMPLETE_EXAMPLES = "example:\n  chainrule complete runs/digits-gated -n 16 --out completions.png"
 
 
 def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
-    s = sub.add_parser("sample", help="draw images from a run and save a PNG grid", formatter_class=fmt,
-                       description="Ancestral sampling from a trained run.", epilog=SAMPLE_EXAMPLES)
+    s = sub.add_parser("sample", help="draw images (a PNG grid) or audio (a WAV) from a run", formatter_class=fmt,
+                       description="Ancestral sampling from a trained run. Audio runs write a 16-bit WAV at the "
+                                   "run's rate (-n waveforms, one after another).", epilog=SAMPLE_EXAMPLES)
     options.add_run_argument(s)
-    options.add_num_samples(s, 64, "number of samples (default 64)")
+    options.add_num_samples(s, None, "number of samples (default 64 images, or 1 waveform)")
     options.add_out(s, "samples.png", "output PNG (default samples.png)")
     s.add_argument("--class", dest="cls", help="class index or name (class-conditional models)")
     options.add_temperature(s)
     options.add_seed(s)
     options.add_no_cache(s)
+    s.add_argument("--seconds", type=float, default=None,
+                   help="audio runs: seconds of audio per waveform (default 2; -n defaults to 1)")
 
     c = sub.add_parser("complete", help="fill in the lower half of test images", formatter_class=fmt,
                        description="Conditional generation: keep the top half of test images and sample the "
@@ -40,7 +44,23 @@ def _sample(a: argparse.Namespace) -> None:
     from chainrule.modalities.image.grids import save_grid
 
     trained = api.open_run(a.run)
-    x = api.sample(trained, a.num_samples, cls=a.cls, temperature=a.temperature, seed=a.seed, use_cache=not a.no_cache)
+    if trained.kind.value == "music":  # a token model or a sequence VAE (drawn from its prior): MIDI files
+        from chainrule.music import generate_music
+
+        out = "samples.mid" if a.out == "samples.png" else a.out
+        for path in generate_music(trained, out, n=a.num_samples or 1, temperature=a.temperature, seed=a.seed):
+            print(f"wrote {path}")
+        return
+    if trained.kind.value == "audio":
+        n = 1 if a.num_samples is None else a.num_samples
+        seconds = 2.0 if a.seconds is None else a.seconds
+        x = api.sample_audio(trained, seconds, n=n, cls=a.cls, temperature=a.temperature, seed=a.seed,
+                             use_cache=not a.no_cache)
+        out = "samples.wav" if a.out == "samples.png" else a.out
+        print(f"wrote {api.write_run_wav(trained, x, out)}")
+        return
+    n = 64 if a.num_samples is None else a.num_samples
+    x = api.sample(trained, n, cls=a.cls, temperature=a.temperature, seed=a.seed, use_cache=not a.no_cache)
     print(f"wrote {save_grid(x, trained.spec['levels'], a.out)}")
 
 

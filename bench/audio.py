@@ -1,0 +1,136 @@
+"""Audio benchmark: held-out likelihood on ``speech`` (8-bit mu-law) and Fast WaveNet generation speed.
+
+Likelihood (bits per sample on the test split's fixed windows, ``data.crop`` samples each): a WaveNet, an LSTM over
+samples (the ``rnn_lm`` language model over the 256 mu-law levels) and the mu-law histogram (train-split level
+frequencies, add-one smoothed: what a memoryless code achieves), each network trained for the same number of steps
+and batch on CPU; beside them lossless codecs on the same test audio: FLAC on the mu-law bytes (8-bit PCM), xz -9e on
+the mu-law bytes, and FLAC on the mu-law samples expanded back to 16-bit PCM (16 bits per sample raw).
+
+Generation: samples per second, queued (the model's step with per-layer queues, O(layers) per sample) against naive
+(the network re-run on the receptive field for every sample), for WaveNets with receptive fields 256, 1024 and
+4096 (2 stacks of dilations 1..64, 1..256, 1..1024), batch 1; the real-time factor is samples/s over 8,000 Hz.
+Speed depends on the machine and its load; likelihood does not.
+
+    .venv/bin/python bench/audio.py            # the stated budget
+    .venv/bin/python bench/audio.py --quick    # tiny sizes: a check that it runs (seconds)
+
+Writes bench/results/audio.json (``--quick``: audio-quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import lzma
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from chainrule.core.evaluation.metrics import dataset_nll
+from chainrule.core.training import TrainConfig, Trainer
+from chainrule.modalities.audio.generation import generate, window_params
+from chainrule.modalities.datasets import load_splits
+from chainrule.modalities.registry import build_model
+
+HERE = Path(__file__).resolve().parent
+
+
+def histogram_bits(train_levels: np.ndarray, test_levels: np.ndarray, levels: int = 256) -> float:
+    counts = np.bincount(train_levels, minlength=levels) + 1.0
+    logp = np.log2(counts / counts.sum())
+    return float(-logp[test_levels].mean())
+
+
+def codec_bits(test_levels: np.ndarray, test_wave16: np.ndarray, rate: int) -> dict[str, float]:
+    n = len(test_levels)
+    flac_mu, flac_16 = io.BytesIO(), io.BytesIO()
+    soundfile.write(flac_mu, (test_levels.astype(np.int16) - 128).astype(np.int8).astype(np.int16) * 256, rate,
+                    format="FLAC", subtype="PCM_S8")
+    soundfile.write(flac_16, test_wave16, rate, format="FLAC", subtype="PCM_16")
+    xz = lzma.compress(test_levels.astype(np.uint8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    return {"flac_mulaw_bytes": 8 * len(flac_mu.getvalue()) / n, "xz_mulaw_bytes": 8 * len(xz) / n,
+            "flac_mulaw_expanded_to_16bit": 8 * len(flac_16.getvalue()) / n}
+
+
+def train_and_score(name: str, modality: str, options: dict, splits: dict, steps: int, batch: int) -> dict:
+    torch.manual_seed(0)
+    train = splits["train"]
+    model = build_model(name, train.event_shape, train.levels, modality=modality, **options)
+    cfg = TrainConfig.from_dict({"steps": steps, "batch_size": batch, "lr": 2e-3, "warmup_steps": min(50, steps),
+                                 "eval_every": steps, "checkpoint_every": 0, "log_every": max(1, steps // 5)})
+    start = time.perf_counter()
+    Trainer(model, train, splits["val"], cfg, None, resume=False).fit()
+    seconds = time.perf_counter() - start
+    model.eval()
+    res = dataset_nll(model, splits["test"], batch_size=32)
+    return {"bits_per_sample": res["bpd"], "params": sum(p.numel() for p in model.parameters()),
+            "train_seconds_under_load": round(seconds, 1), "options": options}
+
+
+def speed(layers: int, channels: int, n_queued: int, n_naive: int) -> dict:
+    torch.manual_seed(0)
+    model = build_model("wavenet", (1, 1024), 256, modality="audio", channels=channels, skip_channels=channels,
+                        stacks=2, layers_per_stack=layers).eval()
+    rf = model.receptive_field
+    start = time.perf_counter()
+    generate(model, 1, n_queued, generator=torch.Generator().manual_seed(0))
+    queued = n_queued / (time.perf_counter() - start)
+    x = torch.randint(0, 256, (1, 1, rf + n_naive))
+    start = time.perf_counter()
+    with torch.no_grad():
+        for t in range(rf, rf + n_naive):  # steady state: every window a full receptive field
+            model.head.sample(window_params(model, x, t).unsqueeze(-1))
+    naive = n_naive / (time.perf_counter() - start)
+    return {"receptive_field": rf, "layers": 2 * layers, "queued_samples_per_s": round(queued, 1),
+            "naive_samples_per_s": round(naive, 1), "speedup": round(queued / naive, 1),
+            "real_time_factor_queued_8khz": round(queued / 8000, 4)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: check that the benchmark runs")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=1024)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    steps, batch, crop = (4, 2, 256) if a.quick else (a.steps, a.batch, a.crop)
+    splits = load_splits("speech", crop=crop)
+    if a.quick:  # a few test windows only
+        splits["test"]._n = splits["val"]._n = 8
+    train_levels = splits["train"].levels_stream.numpy()
+    test_levels = splits["test"].levels_stream.numpy()
+    test_wave16 = np.round(splits["test"].quantizer.to_wave(test_levels) * 32767).astype(np.int16)
+    wn = {"channels": 8, "skip_channels": 8, "stacks": 1, "layers_per_stack": 4} if a.quick else \
+        {"channels": 32, "skip_channels": 64, "stacks": 2, "layers_per_stack": 8}
+    lstm = {"cell": "lstm", "embed_dim": 8, "hidden_size": 8, "num_layers": 1} if a.quick else \
+        {"cell": "lstm", "embed_dim": 32, "hidden_size": 128, "num_layers": 2}
+    result = {
+        "data": splits["test"].describe(), "quantization": "mulaw8", "split": "test",
+        "budget": f"{steps} steps x batch {batch} x {crop} samples, AdamW lr 2e-3, 1 CPU thread",
+        "likelihood_bits_per_sample": {
+            "histogram": histogram_bits(train_levels, test_levels),
+            "lstm_over_samples": train_and_score("rnn_lm", "text", lstm, splits, steps, batch),
+            "wavenet": train_and_score("wavenet", "audio", wn, splits, steps, batch),
+        },
+        "codecs_bits_per_sample_whole_test_split": codec_bits(test_levels, test_wave16, 8000),
+        "generation_measured_under_load": [speed(layers, 8 if a.quick else 32, 50 if a.quick else 1000,
+                                                 5 if a.quick else 50)
+                                           for layers in ((7,) if a.quick else (7, 9, 11))],
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+    }
+    out = HERE / "results" / ("audio-quick.json" if a.quick else "audio.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out.relative_to(HERE.parent)}; test windows scored: {math.floor(len(splits['test']))}")
+
+
+if __name__ == "__main__":
+    main()

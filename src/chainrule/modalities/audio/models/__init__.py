@@ -1,0 +1,1 @@
+"""Audio models on the one contract (:mod:`chainrule.core.contract`)."""
