@@ -25,10 +25,11 @@ browser:
 	@test -x $(CHROMIUM) || { echo "installing Debian chromium for the browser test"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-# Debian packages behind the documented datasets (Fashion-MNIST; speech and music WAVs; MIDI files and the
-# synthesiser that renders them), installed when missing; without apt-get, say what to install and go on.
-DATA_PACKAGES := dataset-fashion-mnist asterisk-core-sounds-en-wav asterisk-moh-opsound-wav fluidsynth \
-  planetblupi-music-midi
+# Debian packages behind the documented datasets (Fashion-MNIST; speech WAVs and, in asterisk-core-sounds-en, their
+# transcripts; music WAVs; MIDI files and the synthesiser that renders them), installed when missing; without
+# apt-get, say what to install and go on.
+DATA_PACKAGES := dataset-fashion-mnist asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-moh-opsound-wav \
+  fluidsynth planetblupi-music-midi
 
 data:
 	@missing=$$(for p in $(DATA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
