@@ -1,4 +1,5 @@
-"""Receptive fields: the Gated PixelCNN sees every earlier pixel; the plain PixelCNN has a blind spot."""
+"""Receptive fields: the Gated PixelCNN, the Diagonal BiLSTM and PixelSNAIL see every earlier pixel; the plain
+PixelCNN has a blind spot."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.heads import Bernoulli
+from chainrule.modalities.image.models.diagonal_bilstm import DiagonalBiLSTM
 from chainrule.modalities.image.models.gated_pixelcnn import GatedPixelCNN
 from chainrule.modalities.image.models.pixelcnn import PixelCNN
+from chainrule.modalities.image.models.pixelsnail import PixelSNAIL
 
 SIZE = 9
 
@@ -75,3 +78,38 @@ def test_pixelcnn_has_blind_spot() -> None:
     assert grad[c - 1, c + 4] == 0  # ... but nothing further: the blind spot
     blind = before & (grad == 0)
     assert blind[:c, c + 1 :].any()
+
+
+def _assert_sees_exactly_the_earlier_pixels(model: AutoregressiveModel, size: int) -> None:
+    """Every pixel's params depend on every earlier pixel and on nothing else (one forward pass, one backward per
+    pixel)."""
+    inputs = torch.randn(4, 1, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    inputs.requires_grad_(True)
+    out = model.network(inputs)
+    flat = torch.arange(size * size).reshape(size, size)
+    for row in range(size):
+        for col in range(size):
+            (grad,) = torch.autograd.grad(out[:, :, row, col].sum(), inputs, retain_graph=True)
+            grad = grad.abs().sum((0, 1))
+            before = flat < row * size + col
+            assert (grad[before] > 0).all(), f"pixel ({row},{col}) misses earlier pixels:\n{grad}"
+            assert (grad[~before] == 0).all(), f"pixel ({row},{col}) sees itself or later pixels:\n{grad}"
+
+
+def test_diagonal_bilstm_has_no_blind_spot() -> None:
+    """One Diagonal BiLSTM layer already sees every earlier pixel, the last pixel of the row above included (which
+    a 3x3 mask-A kernel at the start of a row does not reach)."""
+    size = 6
+    model = DiagonalBiLSTM((1, size, size), Bernoulli(), channels=8, hidden_size=4, num_layers=1,
+                           first_kernel_size=3, output_channels=8)
+    _randomise(model)
+    _assert_sees_exactly_the_earlier_pixels(model, size)
+
+
+def test_pixelsnail_has_no_blind_spot() -> None:
+    """Causal attention over raster order reaches every earlier pixel, however small the convolutions."""
+    size = 6
+    model = PixelSNAIL((1, size, size), Bernoulli(), channels=8, num_stages=1, num_residual=1, first_kernel_size=3,
+                       embed_dim=8, num_heads=2, output_channels=8)
+    _randomise(model)
+    _assert_sees_exactly_the_earlier_pixels(model, size)
