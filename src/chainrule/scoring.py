@@ -65,18 +65,38 @@ class Scored:
                 "bits_per_dim": self.nll / max(dims, 1) / math.log(2), "surprisal": self.surprisal.tolist()}
 
 
-def score(run: Run | str | Path, inputs: str | Path, heatmap: str | Path | None = None) -> pd.DataFrame:
+def score(run: Run | str | Path, inputs: str | Path, heatmap: str | Path | None = None,
+          background: Run | str | Path | None = None, typicality: int = 0, alpha: float = 0.01) -> pd.DataFrame:
     """One row per example: ``example``, ``log_likelihood`` and ``nll_nats`` (nats), ``dims``, ``bits_per_dim``
     and ``surprisal`` (the per-position list). With ``heatmap``, a surprisal map per image (PNG) or one HTML page
-    of highlighted tokens (text) is written into that folder."""
+    of highlighted tokens (text) is written into that folder.
+
+    Out-of-distribution columns (:mod:`chainrule.ood`): with a ``background`` run (trained on perturbed inputs by
+    :func:`chainrule.ood.train_background`), ``background_log_likelihood`` and ``likelihood_ratio`` (low = out of
+    distribution); with ``typicality=N``, the typicality test fitted on ``N`` examples of the run's validation
+    split: ``typicality_distance`` (``|bits/dim - entropy|``, in bits/dim) and ``atypical`` (rejected at
+    ``alpha``)."""
     import pandas as pd
+
+    from chainrule import ood
 
     trained = run if isinstance(run, Run) else open_run(run)
     scored, channels = score_examples(trained, Path(inputs))
     if heatmap is not None:
         write_heatmaps(scored, Path(heatmap))
-    return pd.DataFrame([s.row(channels) for s in scored],
-                        columns=["example", "log_likelihood", "nll_nats", "dims", "bits_per_dim", "surprisal"])
+    frame = pd.DataFrame([s.row(channels) for s in scored],
+                         columns=["example", "log_likelihood", "nll_nats", "dims", "bits_per_dim", "surprisal"])
+    if background is not None:
+        bg = background if isinstance(background, Run) else open_run(background)
+        ood.check_background(trained, bg)
+        bg_scored, _ = score_examples(bg, Path(inputs))
+        frame["background_log_likelihood"] = [-s.nll for s in bg_scored]
+        frame["likelihood_ratio"] = ood.likelihood_ratio(frame["log_likelihood"], frame["background_log_likelihood"])
+    if typicality:
+        test = ood.Typicality.fit(ood.held_out_bits_per_dim(trained, typicality), batch=1, alpha=alpha)
+        frame["typicality_distance"] = test.distance(frame["bits_per_dim"].to_numpy())
+        frame["atypical"] = frame["typicality_distance"] > test.threshold
+    return frame
 
 
 def score_examples(run: Run, inputs: Path) -> tuple[list[Scored], int]:

@@ -7,11 +7,17 @@ teacher-forced pass. Steps with no observed value before them (the start of the 
 there the model knows nothing, not even the series' level. For the ``squared_error`` head the score is the
 unit-variance Gaussian in scaled units (see :mod:`chainrule.core.heads.continuous`), so it ranks steps but is not a
 density of ``y``.
+
+Beside it: the rolling z-score, the usual baseline detector, and :func:`detection_metrics`, which scores any
+detector against labelled steps (e.g. anomalies from :mod:`chainrule.modalities.series.inject`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import torch
 
 from chainrule.core.contract import Condition
@@ -43,3 +49,37 @@ def one_step_log_probs(model: ForecastModel, spec: FeatureSpec, ss: SeriesSet, i
     lp = torch.cat(out).double().cpu().numpy()
     seen_before = np.concatenate([[False], np.cumsum(np.isfinite(values))[:-1] > 0])
     return np.where(np.isfinite(values) & seen_before, lp, np.nan)
+
+
+def rolling_zscore(values: np.ndarray, window: int = 24) -> np.ndarray:
+    """``|y_t - mean| / std`` over the ``window`` steps before ``t`` (observed ones only, at least 3); NaN where
+    ``y_t`` is missing or the window has too few values."""
+    if window < 3:
+        raise ValueError(f"the rolling z-score needs a window of at least 3 steps; got {window}")
+    y = pd.Series(np.asarray(values, dtype=np.float64))
+    past = y.shift(1).rolling(window, min_periods=3)
+    z = (y - past.mean()).abs() / past.std().replace(0.0, np.nan)
+    return z.to_numpy()
+
+
+def detection_metrics(scores: np.ndarray, labels: np.ndarray, events: list[Any] = ()) -> dict[str, float]:
+    """How well ``scores`` (higher = more anomalous; NaN = unscored, counted as not flagged) find the labelled
+    steps: AUROC, and precision, recall and F1 at the threshold with the best F1; with ``events`` (objects with
+    ``start``/``end``), also the fraction of events with at least one flagged step at that threshold."""
+    from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    s = np.where(np.isfinite(s), s, -np.inf)
+    finite_low = np.min(s[np.isfinite(s)]) - 1.0 if np.isfinite(s).any() else 0.0
+    s = np.where(np.isfinite(s), s, finite_low)  # unscored steps rank below every scored one
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1])) if len(thresholds) else 0
+    threshold = float(thresholds[best]) if len(thresholds) else float("inf")
+    flagged = s >= threshold
+    out = {"auroc": float(roc_auc_score(y, s)), "precision": float(precision[best]), "recall": float(recall[best]),
+           "f1": float(f1[best]), "threshold": threshold}
+    if len(events):
+        out["event_recall"] = float(np.mean([flagged[e.start:e.end].any() for e in events]))
+    return out
