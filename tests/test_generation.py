@@ -22,7 +22,7 @@ from chainrule.modalities.text.generation import (
 )
 from chainrule.runs import Run
 
-TEXT_MODELS = model_names("text")
+TEXT_MODELS = [n for n in model_names("text") if model_class(n, "text").family == "autoregressive"]  # token loop
 VOCAB = 40
 
 

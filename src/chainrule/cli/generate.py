@@ -1,4 +1,5 @@
-"""``chainrule generate``: continue a text prompt with a trained language model, streaming to the terminal."""
+"""``chainrule generate``: continue a text prompt with a trained language model, streaming to the terminal; for a
+music run, write MIDI (with a piano roll, and a WAV with ``--wav``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from chainrule.cli import options
 EXAMPLES = """examples:
   chainrule generate runs/shakespeare-transformer --prompt "ROMEO:" --max-new-tokens 300
   chainrule generate runs/gpt2 --prompt "The meaning of life is" --temperature 0.8 --top-k 50 --top-p 0.95 \\
-      --repetition-penalty 1.2 --no-repeat-ngram 3 --stop '\\n\\n' --seed 1 --num-samples 3"""
+      --repetition-penalty 1.2 --no-repeat-ngram 3 --stop '\\n\\n' --seed 1 --num-samples 3
+  chainrule generate runs/chorales-transformer --out song.mid --wav      # music: song.mid, song.png, song.wav"""
 
 
 def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
@@ -36,6 +38,10 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     options.add_num_samples(g, 1, "samples to generate; each printed under a header (default 1)")
     options.add_no_cache(g, "re-run the full network for every token")
     g.add_argument("--no-echo", action="store_true", help="print only the generated text, not the prompt")
+    g.add_argument("--out", default=None, metavar="FILE.mid",
+                   help="music runs: MIDI file to write (default song.mid; several samples: song-1.mid, ...), "
+                        "with a piano-roll PNG beside it")
+    g.add_argument("--wav", action="store_true", help="music runs: also render a WAV with fluidsynth")
 
 
 def unescape(s: str) -> str:
@@ -46,6 +52,14 @@ def unescape(s: str) -> str:
 
 def run(a: argparse.Namespace) -> None:
     from chainrule import api
+
+    if api.open_run(a.run).kind.value == "music":
+        from chainrule.music import generate_music
+
+        for path in generate_music(a.run, a.out or "song.mid", n=a.num_samples, temperature=a.temperature,
+                                   seed=a.seed, wav=a.wav):
+            print(f"wrote {path}")
+        return
 
     generation = {"max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "top_k": a.top_k,
                   "top_p": a.top_p, "repetition_penalty": a.repetition_penalty,

@@ -1,0 +1,186 @@
+"""Music benchmark: held-out nats per event on the Bach chorales, the sequence VAE's reconstructions and
+interpolations, and sampling time per bar.
+
+Every model is trained for a fixed number of steps (batch 32, AdamW, the trainer's defaults otherwise) on the
+chorales' train split and scored on the 37 test chorales (the fixed split by piece):
+
+- ``melody`` (the comparable table): the soprano line on the 16th-note grid, windows of 4 bars (64 events);
+  unigram (token frequencies of the train split, add-one smoothing), LSTM (``rnn_lm``), Transformer, and the
+  sequence VAE scored by its IWAE bound (k = 100; an upper bound on its NLL).
+- ``remi``: all four voices as REMI events, windows of 256 events: the unigram, and with ``--remi`` the LSTM and
+  Transformer (the VAE is a melody model).
+
+For the VAE: reconstruction accuracy on held-out 4-bar windows (posterior mean, greedy decoding; per event and
+per whole bar), interpolation smoothness (fraction of notes changed between consecutive steps of a 7-step
+spherical interpolation between pairs of test windows, against the change between the two ends) and sampling
+time per bar from the prior (and for the Transformer, per bar of melody). Writes bench/results/music.json and
+music.md (``-quick`` suffix for a smoke run).
+
+    .venv/bin/python bench/music.py            # 600 steps per model (BENCHMARKS.md: --steps 100)
+    .venv/bin/python bench/music.py --quick    # a smoke run: 3 steps per model, a few windows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chainrule import api
+from chainrule.modalities.datasets import load_splits
+from chainrule.music import notes_changed, slerp
+
+HERE = Path(__file__).resolve().parent
+LM_SIZES = {"rnn_lm": ["model.embed_dim=32", "model.hidden_size=128", "model.num_layers=1"],
+            "transformer": ["model.embed_dim=64", "model.num_layers=2", "model.num_heads=4"]}
+VAE_SIZE = ["model.embed_dim=32", "model.encoder_size=64", "model.conductor_size=64", "model.decoder_size=128",
+            "model.latent=16", "model.kl_anneal_steps=100", "model.free_bits=4", "model.iwae_samples=100"]
+CONTEXT = {"melody": 64, "remi": 256}
+#: for orientation only: the standard JSB-chorales benchmark (Boulanger-Lewandowski, Bengio & Vincent, ICML 2012)
+#: scores piano-roll frames (one per quarter note, 88 binary keys) in nats per frame; its figures are not quoted
+#: here because they could not be checked against the paper offline, and they are not comparable (see BENCHMARKS.md)
+PUBLISHED = {"reference": "Boulanger-Lewandowski, Bengio & Vincent (2012), Modeling temporal dependencies in "
+                          "high-dimensional sequences, ICML; JSB chorales, frame-level NLL (not comparable)"}
+
+
+def unigram_nats(train, test) -> float:
+    """Nats per event of the test windows under the train split's token frequencies (add-one smoothing)."""
+    counts = np.bincount(train.tokens, minlength=train.levels).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    x, _ = test.get(range(len(test)))
+    return float(-log_p[x.numpy()].mean())
+
+
+def train_and_score(root: Path, encoding: str, model: str, steps: int, extra: list[str]) -> tuple[dict, object]:
+    overrides = [f"data.encoding={encoding}", f"data.context={CONTEXT[encoding]}", f"train.steps={steps}",
+                 "train.batch_size=32", "train.lr=2e-3", f"train.warmup_steps={min(50, steps)}",
+                 f"train.eval_every={max(steps, 1)}", f"train.checkpoint_every={max(steps, 1)}",
+                 "train.progress=false", "output.samples=0", "train.seed=0", *extra]
+    start = time.perf_counter()
+    run = api.train("chorales", model, overrides=overrides, run_dir=root / f"{encoding}-{model}")
+    seconds = time.perf_counter() - start
+    result = api.evaluate(run, out=root / f"{encoding}-{model}.json", batch_size=64)
+    params = result["params"]
+    return {"encoding": encoding, "model": model, "nats_per_event": result["nats_per_event"],
+            "likelihood": result["likelihood"], "params": params,
+            "iwae_samples": run.config["model"].get("iwae_samples"), "steps": steps,
+            "train_seconds_under_load": round(seconds, 1)}, run
+
+
+@torch.no_grad()
+def vae_figures(run, test, windows: int, pairs: int) -> dict:
+    model = run.load_model()
+    tok = test.tokenizer
+    x, _ = test.get(range(min(windows, len(test))))
+    mean, _ = model.posterior(x)
+    recon = model.decode_latents(mean, temperature=0.0)
+    events = (recon == x).float().mean().item()
+    bars = (recon == x).reshape(len(x), -1, tok.bar_steps).all(-1).float().mean().item()
+    step_changes, end_changes = [], []
+    for i in range(min(pairs, len(x) // 2)):
+        z = slerp(mean[2 * i], mean[2 * i + 1], torch.linspace(0, 1, 7))
+        path = model.decode_latents(z, temperature=0.0).reshape(7, -1)
+        pieces = [tok.decode(t.numpy()) for t in path]
+        step_changes.append(np.mean([notes_changed(a, b) for a, b in zip(pieces, pieces[1:], strict=False)]))
+        end_changes.append(notes_changed(pieces[0], pieces[-1]))
+    n = 8
+    start = time.perf_counter()
+    model.sample(n, generator=torch.Generator().manual_seed(0))
+    per_bar = (time.perf_counter() - start) / (n * model.num_segments)
+    return {"reconstruction_event_accuracy": events, "reconstruction_bar_accuracy": bars,
+            "interpolation_notes_changed_per_step": float(np.mean(step_changes)) if step_changes else math.nan,
+            "interpolation_notes_changed_end_to_end": float(np.mean(end_changes)) if end_changes else math.nan,
+            "prior_sampling_seconds_per_bar_under_load": per_bar, "windows": len(x)}
+
+
+@torch.no_grad()
+def lm_seconds_per_bar(run, bar_tokens: int = 16) -> float:
+    model = run.load_model()
+    n = 8
+    start = time.perf_counter()
+    model.sample(n, generator=torch.Generator().manual_seed(0))
+    return (time.perf_counter() - start) / (n * model.event_shape[-1] / bar_tokens)
+
+
+def table(report: dict) -> str:
+    lines = ["| encoding | model | held-out nats/event | bound? | params | steps | train s (under load) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        kind = f"upper bound (IWAE k={r.get('iwae_samples')})" if r["likelihood"] == "bound" else "exact"
+        lines.append(f"| {r['encoding']} | {r['model']} | {r['nats_per_event']:.3f} | {kind} | "
+                     f"{r['params']:,} | {r['steps']} | {r['train_seconds_under_load']} |")
+    v = report.get("vae")
+    if v is None:
+        return "\n".join(lines)
+    lines += ["", "| sequence VAE (melody, 4 bars) | value |", "|---|---|",
+              f"| reconstruction accuracy, events | {v['reconstruction_event_accuracy']:.3f} |",
+              f"| reconstruction accuracy, whole bars | {v['reconstruction_bar_accuracy']:.3f} |",
+              f"| interpolation: notes changed per step (7 steps) | "
+              f"{v['interpolation_notes_changed_per_step']:.3f} |",
+              f"| interpolation: notes changed end to end | {v['interpolation_notes_changed_end_to_end']:.3f} |",
+              f"| prior sampling, ms per bar (under load) | "
+              f"{1000 * v['prior_sampling_seconds_per_bar_under_load']:.1f} |",
+              f"| Transformer sampling, ms per bar of melody (under load) | "
+              f"{1000 * report.get('transformer_seconds_per_bar_under_load', math.nan):.1f} |"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=600, help="training steps per model (default 600)")
+    p.add_argument("--remi", action="store_true", help="also train the language models on REMI (slower)")
+    p.add_argument("--models", default="unigram,rnn_lm,transformer,sequence_vae",
+                   help="comma-separated subset to run; a subset writes music-PART.json (--merge joins them)")
+    p.add_argument("--merge", nargs="+", metavar="PART", help="join part files into music.json / music.md")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 steps per model, few windows")
+    a = p.parse_args()
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    if a.merge:
+        parts = [json.loads((out / f"music-{m}.json").read_text()) for m in a.merge]
+        report = {k: v for part in parts for k, v in part.items() if k != "rows"}
+        report["rows"] = [r for part in parts for r in part["rows"]]
+        write(out, "music", report)
+        return
+    chosen = a.models.split(",")
+    steps, windows, pairs = (3, 8, 2) if a.quick else (a.steps, 120, 20)
+    torch.manual_seed(0)
+    rows: list[dict] = []
+    report: dict = {"steps": steps, "published": PUBLISHED}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for encoding in ("melody", "remi"):
+            splits = load_splits("chorales", encoding=encoding, context=CONTEXT[encoding])
+            if "unigram" in chosen:
+                rows.append({"encoding": encoding, "model": "unigram",
+                             "nats_per_event": unigram_nats(splits["train"], splits["test"]), "likelihood": "exact",
+                             "params": splits["train"].levels, "steps": 0, "train_seconds_under_load": 0.0})
+            for model in [m for m in ("rnn_lm", "transformer") if m in chosen and (encoding == "melody" or a.remi)]:
+                row, run = train_and_score(root, encoding, model, steps, LM_SIZES[model])
+                rows.append(row)
+                if encoding == "melody" and model == "transformer":
+                    report["transformer_seconds_per_bar_under_load"] = lm_seconds_per_bar(run)
+            if encoding == "melody" and "sequence_vae" in chosen:
+                quick_k = ["model.iwae_samples=4"] if a.quick else []
+                row, run = train_and_score(root, encoding, "sequence_vae", steps, VAE_SIZE + quick_k)
+                rows.append(row)
+                report["vae"] = vae_figures(run, splits["test"], windows, pairs)
+        report["rows"] = rows
+    subset = "" if set(chosen) >= {"unigram", "rnn_lm", "transformer", "sequence_vae"} else "-" + "+".join(chosen)
+    write(out, f"music{subset}{'-quick' if a.quick else ''}", report)
+
+
+def write(out: Path, stem: str, report: dict) -> None:
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table(report) + "\n")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()

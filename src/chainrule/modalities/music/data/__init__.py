@@ -1,0 +1,1 @@
+"""Music data: pieces as note lists, their sources (music21 corpus, MIDI folders) and the windowed dataset."""
