@@ -29,7 +29,8 @@ class TrainConfig:
     checkpoints and stops as if ``steps`` were reached (a fixed CPU budget for fair comparisons).
     ``curriculum``: ``[[step, context_length], ...]`` with steps increasing from 0 — training windows are cut
     to the length of the last pair whose step <= the current step (validation uses the full context);
-    empty or null = off.
+    empty or null = off. ``compile``: run the training step's forward/backward through ``torch.compile``
+    (inductor); the first step pays the compilation, reported as ``compile_seconds`` in the summary.
     """
 
     steps: int = 5000
@@ -53,6 +54,7 @@ class TrainConfig:
     num_threads: int | None = None
     max_seconds: float = 0.0
     curriculum: list[list[int]] | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -62,6 +64,8 @@ class TrainConfig:
         self.betas = _as_betas(self.betas)
         if not isinstance(self.progress, bool):
             raise ConfigError(f"train.progress must be true or false; got {self.progress!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile must be true or false; got {self.compile!r}")
         if self.num_threads is not None:
             self.num_threads = as_int("num_threads", self.num_threads)
         self.curriculum = _as_curriculum(self.curriculum)

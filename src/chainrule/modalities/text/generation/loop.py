@@ -22,6 +22,7 @@ from torch import Tensor
 from chainrule.core.errors import ConfigError
 from chainrule.core.sampling import check_stop
 from chainrule.modalities.text.generation.config import GenerationConfig
+from chainrule.modalities.text.generation.engine import Decoder
 from chainrule.modalities.text.generation.processors import choose_tokens, process_logits
 
 if TYPE_CHECKING:
@@ -36,10 +37,13 @@ class TokenContext:
         prompt: ``(B, L)`` long tokens on the model's device (``L`` may be 0).
         use_cache: feed tokens one ``step`` at a time when the model supports it; otherwise (or once the
             window slides) re-run the network on the window.
+        engine: how each cached step runs (``eager``, ``static`` or ``compiled``; see
+            :mod:`chainrule.modalities.text.generation.engine`).
     """
 
-    def __init__(self, model: SequenceModel, prompt: Tensor, use_cache: bool = True) -> None:
+    def __init__(self, model: SequenceModel, prompt: Tensor, use_cache: bool = True, engine: str = "eager") -> None:
         self.model = model
+        self.decoder = Decoder(model, engine)
         self._buffer, self._length = prompt, prompt.shape[1]  # grown by doubling: a push costs O(1) amortised
         self.window = max(int(model.max_len) - 1, 1)
         self.keep = max(self.window // 2, 1)
@@ -71,7 +75,7 @@ class TokenContext:
             self.start = self.tokens.shape[1] - self.keep
             self._next = self._prefill() if self.cached else self._recompute()
         elif self.cached:
-            self._next, self.cache = self.model.step(token.unsqueeze(1), self.cache)
+            self._next, self.cache = self.decoder.step(token.unsqueeze(1), self.cache)
         else:
             self._next = self._recompute()
 
@@ -109,10 +113,11 @@ def generate_tokens(
     cfg: GenerationConfig,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    engine: str = "eager",
 ) -> Iterator[Tensor]:
     """Yield each new token of all ``cfg.num_samples`` samples, ``(num_samples,)`` long, ``cfg.max_new_tokens``
     times. The model is in eval mode while this runs. ``generator`` defaults to one seeded with ``cfg.seed``
-    (global randomness when that is ``None``)."""
+    (global randomness when that is ``None``). ``engine``: how cached steps run (see :class:`TokenContext`)."""
     check_prompt(model, prompt_ids)
     device = model.device
     if generator is None and cfg.seed is not None:
@@ -122,7 +127,7 @@ def generate_tokens(
     was_training = model.training
     model.eval()
     try:
-        ctx = TokenContext(model, prompt, use_cache)
+        ctx = TokenContext(model, prompt, use_cache, engine)
         for i in range(cfg.max_new_tokens):
             check_stop()  # a server may abandon the generation between tokens (see chainrule.core.sampling)
             token = choose_tokens(process_logits(ctx.logits(), ctx.tokens, cfg), cfg, generator)

@@ -109,21 +109,23 @@ def check_tokenizer(model: SequenceModel, tokenizer: TokenDecoder) -> None:
 
 
 def stream_texts(model: SequenceModel, tokenizer: TokenDecoder, prompt: str, cfg: GenerationConfig,
-                 use_cache: bool = True, generator: torch.Generator | None = None) -> Iterator[list[str]]:
+                 use_cache: bool = True, generator: torch.Generator | None = None,
+                 engine: str = "eager") -> Iterator[list[str]]:
     """Generate ``cfg.num_samples`` continuations of ``prompt``; yield the new text of every sample as it
-    is produced (the prompt itself is not repeated)."""
+    is produced (the prompt itself is not repeated). ``engine``: see :mod:`.engine`."""
     check_tokenizer(model, tokenizer)
     prompt_ids = tokenizer.encode(prompt)
     check_prompt(model, prompt_ids)
-    steps = generate_tokens(model, prompt_ids, cfg, use_cache=use_cache, generator=generator)
+    steps = generate_tokens(model, prompt_ids, cfg, use_cache=use_cache, generator=generator, engine=engine)
     return decode_stream(steps, tokenizer, cfg.num_samples, cfg.stop)
 
 
 def generate_strings(model: SequenceModel, tokenizer: TokenDecoder, prompt: str, cfg: GenerationConfig,
-                     use_cache: bool = True, generator: torch.Generator | None = None) -> list[str]:
+                     use_cache: bool = True, generator: torch.Generator | None = None,
+                     engine: str = "eager") -> list[str]:
     """The full generated text of each sample (stop strings applied)."""
     parts: list[list[str]] = [[] for _ in range(cfg.num_samples)]
-    for pieces in stream_texts(model, tokenizer, prompt, cfg, use_cache, generator):
+    for pieces in stream_texts(model, tokenizer, prompt, cfg, use_cache, generator, engine):
         for acc, piece in zip(parts, pieces, strict=True):
             acc.append(piece)
     return ["".join(p) for p in parts]

@@ -43,6 +43,7 @@ class Transformer(SequenceModel):
 
     name: ClassVar[str] = "transformer"
     supports_cache: ClassVar[bool] = True
+    static_decoding: ClassVar[bool] = True  # its cache runs the static decode engines (generation/engine.py)
     TINY: ClassVar[dict] = {"embed_dim": 16, "num_layers": 2, "num_heads": 2}
 
     def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0, embed_dim: int = 128,
