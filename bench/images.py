@@ -1,9 +1,12 @@
-"""Image benchmark: every model on binarized digits, MNIST and Fashion-MNIST at a fixed CPU budget.
+"""Image benchmark: every model on binarized MNIST (the 5,000-image subset), binarized Fashion-MNIST and the RGB
+photo patches (256 levels) at a fixed CPU budget; conditional models (super-resolution, colorization) on their
+derived datasets (``upscale4:photos``, ``colorize:photos``).
 
 Writes bench/results/images.json and bench/results/images.md (the table copied into BENCHMARKS.md).
 
-    .venv/bin/python bench/images.py                       # full run (about an hour on 2 cores)
+    .venv/bin/python bench/images.py                       # full run (hours on 2 cores)
     .venv/bin/python bench/images.py --datasets digits --models histogram,made --seconds 20
+    .venv/bin/python bench/images.py --quick               # every model and dataset, tiny models, seconds each
     .venv/bin/python bench/images.py --sampling-only --uncached-steps 28   # sampling speed at the MNIST sizes
     .venv/bin/python bench/images.py --sampling-only --quick               # the same at a tiny size (a smoke run)
 
@@ -27,6 +30,7 @@ import torch
 
 from chainrule import api
 from chainrule.core.sampling import SamplingStopped, stop_when
+from chainrule.modalities.image.conditioning import parse_task
 from chainrule.modalities.registry import build_model, model_class, model_names
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +42,9 @@ PUBLISHED = {  # binarized MNIST test NLL, nats (static binarization)
 BATCH = 64
 SAMPLES = 64
 MNIST_SHAPE = (1, 28, 28)
+#: datasets of RGB photos (kept at 256 levels; the grey ones are binarized)
+RGB = ("photos",)
+DATASETS = "mnist-subset,fashion-mnist,photos,upscale4:photos,colorize:photos"
 
 
 def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | None = None) -> dict:
@@ -71,14 +78,25 @@ def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | 
     return out
 
 
+def data_overrides(dataset: str) -> list[str]:
+    """Grey datasets are binarized (one seeded draw); the photos keep their 256 levels."""
+    return [] if dataset.split(":")[-1] in RGB else ["data.binarize=static"]
+
+
+def applies(dataset: str, model: str) -> bool:
+    """Conditional image models train on derived datasets (``upscale4:photos``), the others on plain ones."""
+    return model_class(model, "image").takes_image == (parse_task(dataset) is not None)
+
+
 def bench_one(dataset: str, model: str, seconds: float, root: Path, time_sampling_too: bool = True, grid: int = 64,
-              uncached_steps: int | None = None) -> dict:
-    run_dir = root / f"{dataset}-{model}"
+              uncached_steps: int | None = None, options: dict | None = None, samples: int = SAMPLES) -> dict:
+    run_dir = root / f"{dataset.replace(':', '-')}-{model}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    overrides = ["data.binarize=static", f"train.batch_size={BATCH}", "train.lr=2e-3", f"train.max_seconds={seconds}",
-                 "train.steps=100000", "train.eval_every=500", "train.checkpoint_every=100000",
-                 "train.progress=false", f"output.samples={grid}"]
+    overrides = [*data_overrides(dataset), f"train.batch_size={BATCH}", "train.lr=2e-3",
+                 f"train.max_seconds={seconds}", "train.steps=100000", "train.eval_every=500",
+                 "train.checkpoint_every=100000", "train.progress=false", f"output.samples={grid}",
+                 *(f"model.{k}={json.dumps(v)}" for k, v in (options or {}).items())]
     t0 = time.perf_counter()
     run = api.train(dataset, model, run_dir=run_dir, overrides=overrides)
     wall = time.perf_counter() - t0
@@ -87,18 +105,20 @@ def bench_one(dataset: str, model: str, seconds: float, root: Path, time_samplin
     train_seconds = float(summary.get("wall_time") or wall)
     res = api.evaluate(run)
     net = run.load_model()
-    timings = time_sampling(net.eval(), SAMPLES, uncached_steps) if time_sampling_too else {}
+    timings = time_sampling(net.eval(), samples, uncached_steps) if time_sampling_too else {}
     return {
         "dataset": dataset, "model": model, "data": res["data"], "nll_nats": res["nll_nats"], "bpd": res["bpd"],
         "params": res["params"], "steps": steps, "batch_size": BATCH, "train_seconds": train_seconds,
+        "event_shape": list(net.event_shape), "levels": int(run.spec["levels"]),
         "train_images_per_s": steps * BATCH / train_seconds if train_seconds > 0 and steps else None,
-        "sample64_seconds": timings,
+        "sample64_seconds": timings, "samples_timed": samples,
     }
 
 
 def table(rows: list[dict]) -> str:
+    n = rows[0].get("samples_timed", SAMPLES) if rows else SAMPLES
     out = ["| data | model | test NLL (nats) | bits/dim | params | train img/s | steps | "
-           "sample 64, uncached (s) | cached (s) | published, binarized MNIST (nats) |",
+           f"sample {n}, uncached (s) | cached (s) | published, binarized MNIST (nats) |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         pub = PUBLISHED.get(r["model"]) if r["dataset"] == "mnist" else None
@@ -147,7 +167,7 @@ def sampling_table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="digits,mnist,fashion-mnist")
+    p.add_argument("--datasets", default=DATASETS)
     p.add_argument("--models", default=",".join(model_names("image")))
     p.add_argument("--seconds", type=float, default=None,
                    help="training budget per run (default: 45 s digits, 120 s MNIST/Fashion-MNIST)")
@@ -161,7 +181,8 @@ def main() -> None:
                    help="time the uncached sampler over this many steps and scale (default: all of them)")
     p.add_argument("--sampling-only", action="store_true",
                    help="only time sampling, at the MNIST model sizes with random weights (no training)")
-    p.add_argument("--quick", action="store_true", help="with --sampling-only: tiny models on 8x8 images")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny models (TINY options), 5 s of training, 4 uncached steps; with --sampling-only: 8x8")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -182,18 +203,25 @@ def main() -> None:
         return
     root = HERE / "runs"
     rows = []
+    if a.quick:
+        a.seconds, a.grid, a.uncached_steps = a.seconds or 5.0, 4, a.uncached_steps or 4
     for ds in a.datasets.split(","):
         for m in a.models.split(","):
+            if not applies(ds, m):
+                continue
             budget = a.seconds or (45.0 if ds == "digits" else 120.0)
             print(f"== {ds} / {m} ({budget:.0f} s budget)", flush=True)
-            rows.append(bench_one(ds, m, budget, root, not a.no_sample_timing, a.grid, a.uncached_steps))
+            options = model_class(m, "image").TINY if a.quick else {}
+            rows.append(bench_one(ds, m, budget, root, not a.no_sample_timing, a.grid, a.uncached_steps, options,
+                                  4 if a.quick else SAMPLES))
             print(json.dumps(rows[-1]), flush=True)
     meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                        f"torch {torch.__version__}, CPU only",
             "command": "python bench/images.py " + " ".join(
                 f"--{k}" if v is True else f"--{k} {v}" for k, v in vars(a).items() if v and k != "out"),
-            "batch_size": BATCH, "binarization": "static (one seeded Bernoulli draw)"}
-    out = Path(a.out)
+            "batch_size": BATCH, "binarization": "grey data: static (one seeded Bernoulli draw); photos: 256 levels",
+            "load_average_1min_at_end": round(os.getloadavg()[0], 1), "quick": bool(a.quick)}
+    out = Path(a.out) if not a.quick else HERE / "results" / "images-quick.json"
     if a.merge and out.is_file():
         done = {(r["dataset"], r["model"]) for r in rows}
         old = json.loads(out.read_text())

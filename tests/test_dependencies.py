@@ -32,6 +32,9 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "constriction": ("constriction", "compress"),
     "torch.utils.tensorboard": ("tensorboard", "tensorboard"),
     "librosa": ("librosa", "audio"), "soundfile": ("soundfile", "audio"),
+    "skimage": ("scikit-image", "faces"),
+    "miditok": ("miditok", "music"), "music21": ("music21", "music"), "symusic": ("symusic", "music"),
+    "pretty_midi": ("pretty_midi", "music"),
     "huggingface_hub": ("huggingface-hub", "hub"),
 }
 #: modules src/ uses that are deliberately not declared, with the reason
@@ -47,7 +50,7 @@ INDIRECT = {
 #: packages only the tests use
 TEST_ONLY = {"pytest", "hypothesis", "ruff", "httpx", "playwright", "transformers", "openai", "lm-eval"}
 #: call names whose first (string) argument is a module imported by name
-DYNAMIC_IMPORTERS = {"import_module", "find_spec", "_require"}
+DYNAMIC_IMPORTERS = {"import_module", "find_spec", "_require", "audio_library"}
 
 
 def normalise(name: str) -> str:

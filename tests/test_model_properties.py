@@ -11,7 +11,7 @@ from scipy.stats import chisquare
 from chainrule.core.errors import ConfigError
 from chainrule.modalities.registry import MODELS, build_model, model_class
 
-MOD = {n: m for m, n in MODELS if m != "series"}  # the discrete-data models
+MOD = {n: m for m, n in MODELS if m != "series" and model_class(n, m).family == "autoregressive"}  # chain rule
 ALL = sorted(MOD)
 
 

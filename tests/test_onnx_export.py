@@ -23,7 +23,10 @@ from chainrule.modalities.registry import MODELS, build_model, model_class
 from chainrule.runs import Run
 
 #: registered models that cannot be exported, and why (must equal chainrule.export.plan.NOT_EXPORTABLE)
-EXPECTED_NOT_EXPORTABLE: dict[str, str] = {}
+EXPECTED_NOT_EXPORTABLE: dict[str, str] = {
+    "wavenet": "the ONNX step with its Fast WaveNet queues as state is not built yet",
+    "conditional_pixelcnn": "the exported forward pass takes no conditioning image (Condition.image)",
+}
 #: registered models exported with the TorchScript exporter rather than torch.export (must equal TORCHSCRIPT_EXPORT)
 EXPECTED_TORCHSCRIPT: dict[str, str] = {}
 TOL = 1e-4
@@ -32,7 +35,7 @@ IMAGE_SHAPE, LEVELS = (3, 4, 4), 4
 
 #: case id -> (model name, extra options, head, num_classes, event shape, levels)
 CASES: dict[str, tuple] = {}
-MOD = {n: m for m, n in MODELS if m != "series" and model_class(n, m).family == "autoregressive"}  # the chain-rule models
+MOD = {n: m for m, n in MODELS if m != "series" and model_class(n, m).family == "autoregressive"}  # chain rule
 for _name in sorted(MOD):
     if _name in EXPECTED_NOT_EXPORTABLE:
         continue

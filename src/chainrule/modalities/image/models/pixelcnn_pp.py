@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.conv_cache import ConvInputCache, pointwise
+from chainrule.core.nn.conv_cache import ConvInputCache, cache_bytes_per_sample, pointwise
 
 
 def concat_elu(x: Tensor) -> Tensor:
@@ -137,6 +137,10 @@ class PixelCNNPP(AutoregressiveModel):
         return self.out(F.elu(ul))
 
     # ------------------------------------------------------------------ incremental decoding
+    def cache_bytes_per_sample(self) -> int:
+        """The fixed maps :meth:`init_cache` allocates per sample."""
+        return cache_bytes_per_sample(self)
+
     @torch.no_grad()
     def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
         """The input map of every convolution (the three input convolutions' hold the image and its ones channel),
