@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from chainrule import api, cli
+from chainrule.core.errors import ConfigError
 from chainrule.core.latent.sequence_vae import kl_weight_at
 from chainrule.modalities.registry import build_model
 
@@ -166,3 +167,5 @@ def test_text_vae_run(tmp_path):
     x = torch.randint(0, run.spec["levels"], (2, 1, 32))
     assert bool(torch.all(model.log_prob(x) < 0))
     assert tuple(model.sample(2, generator=torch.Generator().manual_seed(0)).shape) == (2, 1, 32)
+    with pytest.raises(ConfigError, match="cannot continue a prompt"):
+        next(api.generate(run, "the cat"))  # a latent model: refused in one line, not a crash in the token loop

@@ -336,7 +336,11 @@ def _text_model(run: Run | str | Path | None, model: AutoregressiveModel | None,
     if run is None:
         raise ConfigError("give a run, or both model and tokenizer")
     loaded_model, loaded_tok = load_text_run(run, device)
-    return (model if model is not None else loaded_model), (tokenizer if tokenizer is not None else loaded_tok)
+    model = model if model is not None else loaded_model
+    if model.family != "autoregressive":  # a latent model has no next-token loop to continue a prompt with
+        raise ConfigError(f"{getattr(run, 'path', run)}: a {model.family} model ({model.name}) cannot continue a "
+                          "prompt; draw from its prior with 'chainrule sample'")
+    return model, (tokenizer if tokenizer is not None else loaded_tok)
 
 
 def generate(run: Run | str | Path | None, prompt: str = "", *, use_cache: bool = True,

@@ -74,6 +74,9 @@ class RunCoder:
         if kind not in CODED_KINDS:
             raise ConfigError(f"{self.run.path}: a {kind.value} run cannot compress yet (no codec for its data)")
         self.model = self.run.load_model("cpu")
+        if self.model.family != "autoregressive":  # a bound or no likelihood: no per-symbol conditionals to code
+            raise ConfigError(f"{self.run.path}: a {self.model.family} model ({self.model.name}) cannot compress; "
+                              "compression needs an autoregressive model's conditionals")
         self.codec: TextCodec | ImageCodec | SeriesCodec
         if kind is RunKind.TEXT:
             from chainrule.modalities.text.data.tokenizers import load_tokenizer

@@ -53,7 +53,8 @@ MUTANTS: list[Mutant] = [
            "/ math.log(2.0) / chars_per_token", "/ math.log(2.0) * chars_per_token",
            (TEXT_EVAL,)),
     Mutant("text-nats-per-token-in-bits", "api.py",
-           '= res["nll"] / model.num_dims', '= res["bpd"]',  # nats/token reported in bits
+           'result["nats_per_token"] = res["nll"] / model.num_dims', 'result["nats_per_token"] = res["bpd"]',
+           # nats/token reported in bits
            (TEXT_EVAL,)),
     Mutant("forecast-seeds-by-chunk-position", "modalities/series/models/base.py",
            "manual_seed(series_seed(seed, i))", "manual_seed(series_seed(seed, i % per))",
