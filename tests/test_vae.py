@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chainrule.core.errors import InputError
-from chainrule.modalities.image.models.vae import diagonal_normal_log_prob, standard_normal_log_prob
+from chainrule.core.latent.bounds import diagonal_normal_log_prob, standard_normal_log_prob
 from chainrule.modalities.registry import build_model
 
 GRID = torch.linspace(-12.0, 12.0, 6001, dtype=torch.float64)[:, None]  # z grid for the 1-d latent

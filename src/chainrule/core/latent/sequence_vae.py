@@ -23,7 +23,6 @@ implements :meth:`input_embedding` (token ids -> vectors for text and music, val
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -33,18 +32,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ConfigError
 from chainrule.core.heads.base import Head
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over the last axis."""
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-
-
-def diagonal_normal_log_prob(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
-    """log N(z; mean, diag(exp(log_var))) summed over the last axis."""
-    return -0.5 * ((z - mean).pow(2) * torch.exp(-log_var) + log_var + LOG_2PI).sum(-1)
+from chainrule.core.latent.bounds import ImportanceWeightedBound
 
 
 def kl_weight_at(step: int | Tensor, anneal_steps: int, final: float = 1.0) -> float:
@@ -54,7 +42,7 @@ def kl_weight_at(step: int | Tensor, anneal_steps: int, final: float = 1.0) -> f
     return float(final) * min(1.0, float(step) / float(anneal_steps))
 
 
-class SequenceVAE(AutoregressiveModel):
+class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
     """See the module docstring. Subclasses implement :meth:`input_embedding`.
 
     Options:
@@ -183,30 +171,6 @@ class SequenceVAE(AutoregressiveModel):
         """The evidence lower bound, nats per example ``(B,)``."""
         rec, kl = self.elbo_terms(x, cond)
         return rec - kl
-
-    def iwae(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_i ~ q(z | x)``, in nats ``(B,)`` (chunked over ``k``)."""
-        self.check_input(x, None)
-        mean, log_var = self.posterior(x)
-        per_chunk = max(1, self.chunk // max(len(x), 1))
-        total = torch.full((len(x),), -math.inf, device=x.device, dtype=mean.dtype)
-        done = 0
-        while done < k:
-            s = min(per_chunk, k - done)
-            eps = torch.randn((s, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + torch.exp(0.5 * log_var) * eps
-            log_w = (self.decoder_log_prob(x, z) + standard_normal_log_prob(z)
-                     - diagonal_normal_log_prob(z, mean, log_var))
-            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-            done += s
-        return total - math.log(k)
-
-    def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
-        """A lower bound on log p(x): the ELBO while training, the IWAE bound (``iwae_samples``) in eval mode."""
-        if self.training:
-            return self.elbo(x, cond)
-        self.check_condition(cond, len(x))
-        return self.iwae(x, self.iwae_samples)
 
     def current_kl_weight(self) -> float:
         return kl_weight_at(self.steps_trained, self.kl_anneal_steps, self.kl_weight)

@@ -8,7 +8,6 @@ is a lower bound on ``log p(x)`` for every ``k`` and tightens as ``k`` grows, so
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -19,22 +18,11 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
+from chainrule.core.latent.bounds import ImportanceWeightedBound
 from chainrule.core.nn.masked import require_image
 
-LOG_2PI = math.log(2 * math.pi)
 
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over the last axis."""
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-
-
-def diagonal_normal_log_prob(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
-    """log N(z; mean, diag(exp(log_var))) summed over the last axis."""
-    return -0.5 * ((z - mean).pow(2) * torch.exp(-log_var) + log_var + LOG_2PI).sum(-1)
-
-
-class VAE(AutoregressiveModel):
+class VAE(ImportanceWeightedBound, AutoregressiveModel):
     """Convolutional VAE; ``log_prob`` is the ELBO in training mode and the IWAE bound in eval mode.
 
     Options:
@@ -104,31 +92,6 @@ class VAE(AutoregressiveModel):
         z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
         return self.decoder_log_prob(x, z[None])[0] - kl
-
-    def iwae(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, ``z_i ~ q(z | x)``, in nats ``(B,)``; the ``k`` samples are
-        evaluated in chunks of at most ``chunk`` decoder calls and combined by a running log-sum-exp."""
-        self.check_input(x, None)
-        mean, log_var = self.posterior(x)
-        per_chunk = max(1, self.chunk // max(len(x), 1))
-        total = torch.full((len(x),), -math.inf, device=x.device, dtype=mean.dtype)
-        done = 0
-        while done < k:
-            s = min(per_chunk, k - done)
-            eps = torch.randn((s, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + torch.exp(0.5 * log_var) * eps
-            log_w = (self.decoder_log_prob(x, z) + standard_normal_log_prob(z)
-                     - diagonal_normal_log_prob(z, mean, log_var))
-            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-            done += s
-        return total - math.log(k)
-
-    def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
-        """A lower bound on log p(x): the ELBO while training, the IWAE bound with ``iwae_samples`` in eval mode."""
-        if self.training:
-            return self.elbo(x, cond)
-        self.check_condition(cond, len(x))
-        return self.iwae(x, self.iwae_samples)
 
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
         return -self.elbo(x, cond).mean()
