@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from chainrule.core.data.token_windows import epoch_offset
 from chainrule.core.errors import ConfigError, DataError
 from chainrule.modalities.datasets import DATASETS, dataset_kind, load_dataset, load_splits, resolve
 from chainrule.modalities.text.data import sources as text_sources
-from chainrule.modalities.text.data.text import TextDataset, epoch_offset, load_textfile
+from chainrule.modalities.text.data.text import TextDataset, load_textfile
 from chainrule.modalities.text.data.tokenizers import (
     BPETokenizer,
     ByteTokenizer,

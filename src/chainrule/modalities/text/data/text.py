@@ -18,17 +18,15 @@ cuts; val and test windows are fixed (offset 0) so evaluations are comparable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from chainrule.core.data.download import Downloader, cache_root
 from chainrule.core.data.options import as_int, as_str
 from chainrule.core.data.splits import check_split
+from chainrule.core.data.token_windows import TokenWindows
 from chainrule.core.errors import ConfigError, DataError
 from chainrule.modalities.text.data.sources import (
     TextCorpus,
@@ -58,22 +56,13 @@ def split_text(text: str) -> dict[str, str]:
     return {"train": text[:cut], "val": text[cut:]}
 
 
-def epoch_offset(seed: int, epoch: int, context: int) -> int:
-    """The window shift of ``epoch``: uniform in ``[0, context)``, a function of ``(seed, epoch)`` only."""
-    mask = (1 << 64) - 1
-    return int(np.random.default_rng([seed & mask, epoch & mask]).integers(context))
-
-
-class TextDataset:
+class TextDataset(TokenWindows):
     """Windows of ``context`` tokens from one split's token stream (the trainer's dataset protocol).
 
     ``get(indices, length=None)`` returns ``(x, None)``, x long ``(b, 1, length or context)``: window ``i``
     starts at token ``offset + i * context`` and a shorter ``length`` takes its first ``length`` tokens.
     ``len`` is the number of whole windows for every possible offset, so it does not change between epochs.
     """
-
-    labels = None
-    num_classes = 0
 
     def __init__(self, tokens: np.ndarray, tokenizer: Tokenizer, context: int, *, name: str, split: str,
                  n_chars: int, n_bytes: int, seed: int = 0, shift: bool = True,
@@ -92,18 +81,6 @@ class TextDataset:
         self.set_epoch(0)
 
     # -------------------------------------------------------------- protocol used by the trainer
-    def __len__(self) -> int:
-        spare = self.context - 1 if self.shift else 0
-        return max(0, (len(self.tokens) - spare) // self.context)
-
-    @property
-    def event_shape(self) -> tuple[int, int]:
-        return (1, self.context)
-
-    @property
-    def levels(self) -> int:
-        return self.tokenizer.vocab_size
-
     @property
     def n_tokens(self) -> int:
         return len(self.tokens)
@@ -116,22 +93,6 @@ class TextDataset:
     @property
     def bytes_per_token(self) -> float:
         return self.n_bytes / max(1, self.n_tokens)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Shift the window boundaries for ``epoch`` (train split only; held-out windows never move)."""
-        self.epoch = epoch
-        self.offset = epoch_offset(self.seed, epoch, self.context) if self.shift else 0
-
-    def get(self, indices: Tensor | Sequence[int], length: int | None = None) -> tuple[Tensor, None]:
-        idx = torch.as_tensor(indices).detach().reshape(-1).cpu().numpy().astype(np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"window index out of range 0..{len(self) - 1}")
-        n = self.context if length is None else int(length)
-        if not 1 <= n <= self.context:
-            raise ValueError(f"length must be between 1 and the context {self.context}; got {length}")
-        starts = self.offset + idx * self.context
-        x = np.asarray(self.tokens[starts[:, None] + np.arange(n)], dtype=np.int64)
-        return torch.from_numpy(x).reshape(len(idx), 1, n), None
 
     def describe(self) -> str:
         return (f"{self.name} [{self.split}, {self.n_chars:,} chars, {self.tokenizer.kind} tokenizer "
