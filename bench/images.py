@@ -9,6 +9,7 @@ Writes bench/results/images.json and bench/results/images.md (the table copied i
     .venv/bin/python bench/images.py --quick               # every model and dataset, tiny models, seconds each
     .venv/bin/python bench/images.py --sampling-only --uncached-steps 28   # sampling speed at the MNIST sizes
     .venv/bin/python bench/images.py --sampling-only --quick               # the same at a tiny size (a smoke run)
+    .venv/bin/python bench/images.py --sampling-only --merge --models pixelsnail   # re-time one model's row
 
 Sampling is timed for 64 images, cached (each model's incremental ``step``) and uncached (the network re-run
 for every position). ``--uncached-steps K`` times the uncached path over its first K steps only and scales by the
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from chainrule import api
+from chainrule.core.contract import Condition
 from chainrule.core.sampling import SamplingStopped, stop_when
 from chainrule.modalities.image.conditioning import parse_task
 from chainrule.modalities.registry import build_model, model_class, model_names
@@ -47,10 +49,11 @@ RGB = ("photos",)
 DATASETS = "mnist-subset,fashion-mnist,photos,upscale4:photos,colorize:photos"
 
 
-def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | None = None) -> dict:
-    """Seconds to draw ``n`` images cached (when the model has a step) and uncached. With ``uncached_steps`` the
-    uncached path is timed over that many sampling steps and scaled to the number of steps the cached run took
-    (a MADE ensemble runs one pass per mask), which is recorded."""
+def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | None = None,
+                  cond: Condition | None = None) -> dict:
+    """Seconds to draw ``n`` images (given ``cond``) cached (when the model has a step) and uncached. With
+    ``uncached_steps`` the uncached path is timed over that many sampling steps and scaled to the number of steps
+    the cached run took (a MADE ensemble runs one pass per mask), which is recorded."""
     out: dict = {}
     steps = [0]
 
@@ -61,14 +64,14 @@ def time_sampling(net: torch.nn.Module, n: int = SAMPLES, uncached_steps: int | 
     if net.supports_cache:
         t = time.perf_counter()
         with stop_when(count):
-            net.sample(n, use_cache=True, generator=torch.Generator().manual_seed(0))
+            net.sample(n, cond, use_cache=True, generator=torch.Generator().manual_seed(0))
         out["cached"] = time.perf_counter() - t
     total, steps[0] = steps[0], 0
     limit = uncached_steps if uncached_steps and uncached_steps < total else None
     t = time.perf_counter()
     try:
         with stop_when(lambda: count(limit)):
-            net.sample(n, use_cache=False, generator=torch.Generator().manual_seed(0))
+            net.sample(n, cond, use_cache=False, generator=torch.Generator().manual_seed(0))
     except SamplingStopped:
         pass
     out["uncached"] = time.perf_counter() - t
@@ -136,7 +139,8 @@ def table(rows: list[dict]) -> str:
 
 def sampling_rows(models: list[str], quick: bool, uncached_steps: int | None) -> list[dict]:
     """Sampling speed alone, at the benchmark's model sizes on binarized MNIST (or tiny models with ``quick``):
-    random weights, since the time depends on the architecture and the image size only."""
+    random weights, since the time depends on the architecture and the image size only (a model conditioned on an
+    image gets a random one in [-1, 1], as from ``upscale4:`` or ``colorize:`` data)."""
     shape, n = ((1, 8, 8), 4) if quick else (MNIST_SHAPE, SAMPLES)
     rows = []
     for name in models:
@@ -144,10 +148,12 @@ def sampling_rows(models: list[str], quick: bool, uncached_steps: int | None) ->
         torch.manual_seed(0)
         net = build_model(name, shape, 2, head="auto", **options).eval()  # as a run on binarized data
         print(f"== sampling {name} {shape}", flush=True)
-        timings = time_sampling(net, n, uncached_steps)
+        cond = Condition(image=torch.rand(n, *shape) * 2 - 1) if net.takes_image else None
+        timings = time_sampling(net, n, uncached_steps, cond)
         rows.append({"model": name, "event_shape": list(shape), "samples": n, "quick": quick,
                      "params": sum(p.numel() for p in net.parameters()), "sample_seconds": timings,
-                     "speedup": timings["uncached"] / timings["cached"] if "cached" in timings else None})
+                     "speedup": timings["uncached"] / timings["cached"] if "cached" in timings else None,
+                     "load_average_1min": round(os.getloadavg()[0], 1)})  # > cores: measured under load
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -176,7 +182,7 @@ def main() -> None:
                    help="skip timing 64 samples (it depends on architecture and image size, not on the data)")
     p.add_argument("--grid", type=int, default=64, help="images in each run's sample grid")
     p.add_argument("--merge", action="store_true",
-                   help="replace only these (dataset, model) rows in an existing results file")
+                   help="replace only these (dataset, model) rows (with --sampling-only: model rows) in the results")
     p.add_argument("--uncached-steps", type=int, default=None,
                    help="time the uncached sampler over this many steps and scale (default: all of them)")
     p.add_argument("--sampling-only", action="store_true",
@@ -191,12 +197,20 @@ def main() -> None:
         rows = sampling_rows(models, a.quick, a.uncached_steps)
         out = HERE / "results" / ("image_sampling-quick.json" if a.quick else "image_sampling.json")
         out.parent.mkdir(parents=True, exist_ok=True)
+        earlier = []
+        if a.merge and out.is_file():  # keep the other models' rows, and the meta of the runs that measured them
+            old = json.loads(out.read_text())
+            done = {r["model"] for r in rows}
+            rows = [r for r in old["results"] if r["model"] not in done] + rows
+            earlier = old["meta"].pop("earlier", []) + [old["meta"]]
         meta = {"machine": f"{platform.processor() or platform.machine()}, {a.threads} threads, "
                            f"torch {torch.__version__}, CPU only",
                 "load_average_1min_at_end": round(os.getloadavg()[0], 1),  # > cores: other work shared the CPU
                 "command": "python bench/images.py " + " ".join(
                     f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
                     for k, v in vars(a).items() if v and k not in ("out", "datasets", "grid"))}
+        if earlier:
+            meta["earlier"] = earlier
         out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
         out.with_suffix(".md").write_text(sampling_table(rows) + "\n")
         print(sampling_table(rows))

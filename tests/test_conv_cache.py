@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from chainrule.core.contract import Condition
 from chainrule.core.errors import InputError
 from chainrule.modalities.registry import build_model
 
@@ -22,6 +23,12 @@ CASES = [
     ("made", {"hidden_sizes": [24, 16, 24], "num_masks": 3, "mask_seed": 3}),
     ("made", {"hidden_sizes": [], "num_masks": 2}),
     ("made", {"hidden_sizes": [24], "num_masks": 2, "direct": False}),
+    ("conditional_pixelcnn", {"hidden_channels": 6, "num_layers": 2, "output_channels": 8, "condition_channels": 4,
+                              "condition_layers": 1}),
+    ("diagonal_bilstm", {"channels": 6, "hidden_size": 4, "num_layers": 2, "output_channels": 8,
+                         "first_kernel_size": 3}),
+    ("pixelsnail", {"channels": 6, "num_stages": 2, "num_residual": 1, "embed_dim": 8, "num_heads": 2,
+                    "output_channels": 8}),
 ]
 #: (event shape, levels, classes): binary grey, and RGB with 4 levels conditioned on 3 classes
 DATA = [((1, 6, 5), 2, 0), ((3, 5, 4), 4, 3)]
@@ -100,3 +107,19 @@ def test_a_step_past_the_last_position_is_an_error(name, options):
     model = random_model(name, options, (1, 2, 2), 2, 0)
     with pytest.raises(InputError, match="already generated"):
         model.prefill(torch.zeros(1, 1, 4, dtype=torch.long))
+
+
+def test_conditional_pixelcnn_steps_read_the_conditioning_image():
+    """With an image condition (and a class), every cached conditional equals the network's, the conditioning
+    network's output being read at the right pixel, and cached sampling draws what uncached sampling draws."""
+    name, options = CASES[9]
+    model = random_model(name, options, (3, 5, 4), 4, 3)
+    images = torch.rand(6, 3, 5, 4, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    cond = Condition(labels=labels(6, 3), image=images)
+    x = torch.randint(0, 4, (6, 3, 5, 4), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(x, cond).reshape(6, model.num_params_out, -1)
+    torch.testing.assert_close(step_params(model, x, cond), full, rtol=1e-5, atol=1e-5)
+    runs = [model.sample(6, cond, use_cache=cached, generator=torch.Generator().manual_seed(5))
+            for cached in (True, False)]
+    assert torch.equal(runs[0], runs[1])

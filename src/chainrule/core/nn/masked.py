@@ -17,6 +17,10 @@ class MaskedConv2d(nn.Conv2d):
     Mask type ``'A'`` excludes the centre pixel (first layer: the output must not see its own input);
     ``'B'`` includes it (later layers, whose centre already depends only on earlier pixels). All input
     channels are treated alike: the head scores the channels of one pixel jointly.
+
+    The kernel's rows below the centre are all masked, so ``forward`` convolves with the top ``k // 2 + 1`` rows
+    only (padding above, none below): the same function as the full masked kernel with a third fewer products
+    for 3x3. The parameter keeps the full ``k x k`` shape (checkpoints, the sampling caches).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str) -> None:
@@ -33,7 +37,9 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask[None, None])
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        c = self.kernel_size[0] // 2
+        weight = self.weight[:, :, : c + 1] * self.mask[:, :, : c + 1]
+        return F.conv2d(F.pad(x, (c, c, c, 0)), weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask_type={self.mask_type}"

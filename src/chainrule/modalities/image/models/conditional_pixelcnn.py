@@ -7,8 +7,9 @@ Being unmasked is right: the condition is known in full before sampling starts, 
 of it, while the masked stacks still see only earlier pixels. What the condition is comes from the data
 (``upscale:SPEC``, ``colorize:SPEC``); without one the model conditions on a zero image.
 
-Sampling re-runs the network on the rows generated so far (``row_causal``); the conditioning biases are computed
-on the whole image and cropped to those rows, so the cropped pass equals the full one.
+Sampling uses Gated PixelCNN's convolution caches; the conditioning network runs once per sample call over the
+whole conditioning image, and each step reads its biases at the new pixel (the vertical stack's along the row just
+finished). ``network`` crops the same biases to the rows it is given, so a pass over the rows so far is exact too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,7 +34,6 @@ class ConditionalPixelCNN(GatedPixelCNN):
     """
 
     name: ClassVar[str] = "conditional_pixelcnn"
-    supports_cache: ClassVar[bool] = False
     takes_image: ClassVar[bool] = True
     TINY: ClassVar[dict] = {"hidden_channels": 8, "num_layers": 2, "output_channels": 16, "condition_channels": 8,
                             "condition_layers": 1}
@@ -49,9 +50,6 @@ class ConditionalPixelCNN(GatedPixelCNN):
             convs += [nn.Conv2d(width, condition_channels, 3, padding=1), nn.ReLU()]
             width = condition_channels
         self.condition_net = nn.Sequential(*convs, nn.Conv2d(width, 4 * c * layers, 1))
-
-    def cache_bytes_per_sample(self) -> int:
-        return 0  # no incremental cache: sampling re-runs the network
 
     def _biases(self, cond: Any, rows: int, like: Tensor) -> list[Tensor]:
         """Per layer the vertical and horizontal gate biases: class biases plus the image's, cropped to ``rows``."""
@@ -74,3 +72,12 @@ class ConditionalPixelCNN(GatedPixelCNN):
             v, h, s = layer(v, h, biases[2 * i], biases[2 * i + 1])
             skip = skip + s
         return self.out(F.relu(self.out_hidden(F.relu(skip))))
+
+    # ------------------------------------------------------------------ incremental decoding
+    @torch.no_grad()
+    def init_cache(self, batch_size: int, cond: Any = None) -> dict[str, Any]:
+        """Gated PixelCNN's cache with per-pixel gate biases: the class biases plus the conditioning network's output
+        over the whole image ``(B, 2c, H, W)`` per gate, computed here once for the whole sampling run."""
+        cache = super().init_cache(batch_size)
+        like = self.out.weight.new_zeros(batch_size, 1)
+        return {**cache, "biases": self._biases(cond, self.positions[0], like)}

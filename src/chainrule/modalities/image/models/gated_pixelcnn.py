@@ -43,6 +43,16 @@ def gate(x: Tensor) -> Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
+def bias_at(bias: Tensor | None, i: int, j: int | None = None) -> Tensor | float:
+    """A gate bias along row ``i`` ``(B, 2c, W)`` or at pixel ``(i, j)`` ``(B, 2c)``: a class bias ``(B, 2c)`` is the
+    same everywhere, a per-pixel map ``(B, 2c, H, W)`` (an image condition) is read at the row or pixel."""
+    if bias is None:
+        return 0.0
+    if bias.dim() == 4:
+        return bias[:, :, i] if j is None else bias[:, :, i, j]
+    return bias[:, :, None] if j is None else bias
+
+
 class _GatedLayer(nn.Module):
     """One gated layer of both stacks; ``first`` makes the horizontal kernel exclude the current pixel."""
 
@@ -120,7 +130,7 @@ class GatedPixelCNN(AutoregressiveModel):
         for i, layer in enumerate(self.layers):
             v, h, s = layer(v, h, biases[2 * i], biases[2 * i + 1])
             skip = skip + s
-        return self.out(F.relu(self.out_hidden(F.relu(skip))))
+        return self.out(F.relu(self.out_hidden(F.relu(skip)), inplace=True))
 
     # ------------------------------------------------------------------ incremental decoding
     def cache_bytes_per_sample(self) -> int:
@@ -145,9 +155,8 @@ class GatedPixelCNN(AutoregressiveModel):
         for n, layer in enumerate(self.layers):
             v_pre = cache["v_in"][n].row(i)
             cache["from_above"][n] = pointwise(layer.link, v_pre)
-            bias = cache["biases"][2 * n]
             if n + 1 < len(self.layers):
-                cache["v_in"][n + 1].put_row(i, gate(v_pre if bias is None else v_pre + bias[:, :, None]))
+                cache["v_in"][n + 1].put_row(i, gate(v_pre + bias_at(cache["biases"][2 * n], i)))
 
     @torch.no_grad()
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
@@ -171,8 +180,7 @@ class GatedPixelCNN(AutoregressiveModel):
                 cache["h_in"][n].put(i, j, h)
                 h_pre = cache["h_in"][n].at(i, j)
             h_pre = h_pre + cache["from_above"][n][:, :, j]
-            bias = cache["biases"][2 * n + 1]
-            h_out = gate(h_pre if bias is None else h_pre + bias)
+            h_out = gate(h_pre + bias_at(cache["biases"][2 * n + 1], i, j))
             h = h_out if layer.res is None else h + pointwise(layer.res, h_out)
             skip = skip + pointwise(layer.skip, h_out)
         params = pointwise(self.out, F.relu(pointwise(self.out_hidden, F.relu(skip))))

@@ -7,21 +7,25 @@ stream there (which depends on pixels before ``p`` only), the image shifted one 
 ``p-1``: so keys ``<= p`` carry every earlier pixel and there is no blind spot) and two background channels,
 the pixel's row and column. The head orders the channels of one pixel, as for every image model here.
 
-Sampling re-runs the network on the rows generated so far (``row_causal``), exact but not cached.
+Sampling caches every masked convolution's input map (:mod:`chainrule.core.nn.conv_cache`) and each attention
+block's keys and values (the attention module's KV cache): a new pixel costs one window product per convolution
+and one query per attention block over the keys so far, instead of re-running the network on the rows so far.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.core.contract import AutoregressiveModel
+from chainrule.core.errors import InputError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.attention import Block
+from chainrule.core.nn.attention import Block, kv_buffers
+from chainrule.core.nn.conv_cache import ConvInputCache, cache_bytes_per_sample, pointwise
 from chainrule.core.nn.masked import MaskedConv2d, class_bias, require_image
 
 
@@ -73,6 +77,7 @@ class PixelSNAIL(AutoregressiveModel):
 
     name: ClassVar[str] = "pixelsnail"
     row_causal: ClassVar[bool] = True
+    supports_cache: ClassVar[bool] = True
     TINY: ClassVar[dict] = {"channels": 8, "num_stages": 1, "num_residual": 1, "embed_dim": 8, "num_heads": 2,
                             "output_channels": 8}
 
@@ -98,10 +103,14 @@ class PixelSNAIL(AutoregressiveModel):
                               indexing="ij")
         self.register_buffer("background", torch.stack(grid)[None], persistent=False)
 
+    def _class_biases(self, cond: Tensor | None, spatial_dims: int) -> list[Tensor | None]:
+        """The class biases of the input convolution and of each gated block (all None without a class)."""
+        if cond is None or self.cond_bias is None:
+            return [None] * len(self.bias_sizes)
+        return list(self.cond_bias(cond.long(), spatial_dims=spatial_dims).split(self.bias_sizes, dim=1))
+
     def network(self, inputs: Tensor, cond: Tensor | None = None) -> Tensor:
-        biases: list[Tensor | None] = [None] * len(self.bias_sizes)
-        if cond is not None and self.cond_bias is not None:
-            biases = list(self.cond_bias(cond.long(), spatial_dims=2).split(self.bias_sizes, dim=1))
+        biases = self._class_biases(cond, 2)
         flat = inputs.flatten(2)
         shifted = F.pad(flat, (1, 0))[..., :-1].reshape(inputs.shape)  # pixel p-1 at p, in raster order
         background = self.background[:, :, : inputs.shape[2]].to(inputs.dtype)
@@ -114,3 +123,60 @@ class PixelSNAIL(AutoregressiveModel):
                 h = block(h, next(gate_biases))
             h = attention(h, shifted, background)
         return self.out(F.relu(self.out_hidden(F.elu(h))))
+
+    # ------------------------------------------------------------------ incremental decoding
+    def cache_bytes_per_sample(self) -> int:
+        """The fixed maps and key/value buffers :meth:`init_cache` allocates per sample."""
+        return cache_bytes_per_sample(self)
+
+    @torch.no_grad()
+    def init_cache(self, batch_size: int, cond: Tensor | None = None) -> dict[str, Any]:
+        """The input map of every masked convolution (the first one's holds the image), the attention blocks' key
+        and value buffers over every pixel, the class biases and the previous pixel's value."""
+        (rows, width), like = self.positions, self.out.weight
+        if cond is not None:
+            cond = cond.to(like.device)
+
+        def input_of(conv: MaskedConv2d) -> ConvInputCache:
+            p = conv.kernel_size[0] // 2
+            return ConvInputCache(conv, batch_size, rows, width, (p, p, p, p), weight=conv.weight * conv.mask)
+
+        blocks = [attention.block for attention in self.attention]
+        return {"t": 0, "image": input_of(self.input_conv),
+                "convs": [[(input_of(block.conv), input_of(block.gate_conv)) for block in stage]
+                          for stage in self.stages],
+                "kv": kv_buffers(blocks, batch_size, self.num_positions, like),
+                "biases": self._class_biases(cond, 0), "previous": like.new_zeros(batch_size, self.channels),
+                "background": self.background.flatten(2)[0].t().to(like.dtype)}
+
+    @torch.no_grad()
+    def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """The next pixel: every convolution at that pixel from its cached input map, and each attention block's
+        one query over the keys of the pixels so far (this one's key included, as in the full pass)."""
+        t, width = cache["t"], self.positions[1]
+        if x_prev is not None:
+            cache["previous"] = self.encode(x_prev.to(self.device))
+            cache["image"].put(*divmod(t - 1, width), cache["previous"])
+        if t >= self.num_positions:
+            raise InputError(f"{self.name}: every one of the {self.num_positions} positions is already generated")
+        i, j = divmod(t, width)
+        biases = cache["biases"]
+        h = cache["image"].at(i, j)
+        if biases[0] is not None:
+            h = h + biases[0]
+        gate_biases = iter(biases[1:])
+        extra = torch.cat([cache["previous"], cache["background"][t].expand(h.shape[0], -1)], dim=1)
+        cache["kv"]["pos"] = t
+        for stage, (convs, attention) in enumerate(zip(cache["convs"], self.attention, strict=True)):
+            for conv_in, gate_in in convs:
+                conv_in.put(i, j, F.elu(h))
+                gate_in.put(i, j, F.elu(conv_in.at(i, j)))
+                out, bias = gate_in.at(i, j), next(gate_biases)
+                a, b = (out if bias is None else out + bias).chunk(2, dim=1)
+                h = h + a * torch.sigmoid(b)
+            into = F.linear(torch.cat([h, extra], dim=1), attention.into.weight, attention.into.bias)
+            h = h + F.linear(attention.block.step(into, cache["kv"], stage), attention.back.weight,
+                             attention.back.bias)
+        params = pointwise(self.out, F.relu(pointwise(self.out_hidden, F.elu(h))))
+        cache["t"] = t + 1
+        return params, cache
