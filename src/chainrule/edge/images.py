@@ -16,14 +16,17 @@ import numpy as np
 
 from chainrule.core.limits import check_count, check_temperature
 from chainrule.edge.errors import EdgeError
+from chainrule.edge.families import sample_from_sampler
 from chainrule.edge.heads import sample_position
 from chainrule.edge.model import EdgeModel
 
 
 def sample_images(model: EdgeModel, n: int, temperature: float = 1.0, seed: int | None = 0,
                   cls: int | None = None) -> np.ndarray:
-    """``n`` samples, int64 levels ``(n, C, *S)``."""
+    """``n`` samples, int64 levels ``(n, C, *S)``; a VAE's or flow's exported sampler draws them in one pass."""
     model.require("image", "sample")
+    if model.graph == "sampler":
+        return sample_from_sampler(model, n, temperature, seed, cls)
     meta = model.metadata
     n = check_count(n, "the number of samples", EdgeError)
     temperature = check_temperature(temperature, EdgeError, greedy=False)

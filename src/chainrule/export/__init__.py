@@ -1,9 +1,10 @@
 """Export trained runs: ``chainrule export RUN --format onnx|hf|pretrained --out PATH``.
 
 ``onnx`` is one self-contained file for deployment without PyTorch: the graph (the incremental step of a text
-model or forecaster, the forward pass of an image model) plus JSON metadata with the tokenizer or feature spec,
-head and shapes, read by :mod:`chainrule.edge`. ``hf`` is a Hugging Face GPT-2 directory (:mod:`.hf`);
-``pretrained`` is ``config.json`` + ``model.safetensors`` for any run (:mod:`chainrule.pretrained`).
+model or forecaster, the forward pass of an image model, the sampler of a VAE or RealNVP) plus JSON metadata
+with the tokenizer or feature spec, head and shapes, read by :mod:`chainrule.edge`. ``hf`` is a Hugging Face GPT-2
+directory (:mod:`.hf`); ``pretrained`` is ``config.json`` + ``model.safetensors`` for any run
+(:mod:`chainrule.pretrained`).
 """
 
 from __future__ import annotations

@@ -13,12 +13,20 @@ from chainrule.core.errors import ConfigError
 from chainrule.core.runs.kind import RunKind
 from chainrule.export.forward import ForwardPass
 from chainrule.export.metadata import build_metadata
+from chainrule.export.sampler import DecoderSampler, FlowSampler
 from chainrule.export.steps import STEPS, zero_cache
 
 #: registered models that cannot be exported, with the reason (none today; the tests check this list)
 NOT_EXPORTABLE: dict[str, str] = {
-    "wavenet": "the ONNX step with its Fast WaveNet queues as state is not built yet",
     "conditional_pixelcnn": "the exported forward pass takes no conditioning image (Condition.image)",
+}
+#: model family -> its sampler as one exportable pass from noise (image models)
+SAMPLERS: dict[str, type[DecoderSampler] | type[FlowSampler]] = {"vae": DecoderSampler, "flow": FlowSampler}
+#: non-autoregressive image models whose sampler cannot be exported (it is not one pass from noise), with the reason
+SAMPLER_NOT_EXPORTABLE: dict[str, str] = {
+    "maf": "its inverse is sequential over the dimensions (one MADE pass per dimension and layer), which a graph "
+           "would hold unrolled",
+    "pixel_vae": "its decoder is autoregressive, so the sampler is a loop over pixels, not a function of noise",
 }
 #: models exported with the TorchScript exporter instead of torch.export, with the reason (none: every model,
 #: forecasters included, exports with torch.export and matches PyTorch; a model torch.export cannot capture
@@ -44,14 +52,18 @@ class ExportPlan:
 
 def plan_export(model: AutoregressiveModel, max_context: int | None = None) -> ExportPlan:
     """The export plan of ``model`` (in eval mode): the incremental step for text models, the teacher-forced
-    forward pass for image models. :class:`ConfigError` for a model that cannot be exported."""
+    forward pass for image models, the sampler (noise -> image values) for VAEs and flows. :class:`ConfigError`
+    for a model that cannot be exported."""
     if model.name in NOT_EXPORTABLE:
         raise ConfigError(f"model {model.name!r} cannot be exported: {NOT_EXPORTABLE[model.name]}")
     if model.family != "autoregressive":
-        raise ConfigError(f"model {model.name!r} cannot be exported: ONNX export covers autoregressive models; "
-                          f"a {model.family} sampler is not exported yet")
+        return _sampler_plan(model, max_context)
     if model.modality == "text":
         return _step_plan(model, max_context)
+    if model.modality == "audio":  # the Fast WaveNet step with its queues as state
+        from chainrule.export.audio import queued_step_plan
+
+        return queued_step_plan(model, max_context)
     if max_context is not None:
         raise ConfigError(f"--max-context applies to text models; {model.name!r} is an image model")
     return _forward_plan(model)
@@ -93,3 +105,22 @@ def _forward_plan(model: AutoregressiveModel) -> ExportPlan:
                           ordering=[int(i) for i in model.ordering().tolist()],
                           row_causal=bool(model.row_causal))
     return ExportPlan(wrapper, args, names, ["params"], {n: 0 for n in [*names, "params"]}, meta)
+
+
+def _sampler_plan(model: AutoregressiveModel, max_context: int | None) -> ExportPlan:
+    """A VAE's or flow's sampler as one graph from noise (see :mod:`chainrule.export.sampler`)."""
+    if model.name in SAMPLER_NOT_EXPORTABLE:
+        raise ConfigError(f"model {model.name!r} cannot be exported: {SAMPLER_NOT_EXPORTABLE[model.name]}")
+    if model.family not in SAMPLERS or model.modality != "image":
+        raise ConfigError(f"model {model.name!r} cannot be exported: ONNX export covers autoregressive models and "
+                          f"the image VAE and flow samplers; the {model.family} sampler of this {model.modality} model "
+                          "is not exported yet")
+    if max_context is not None:
+        raise ConfigError(f"--max-context applies to text models; {model.name!r} is an image model")
+    wrapper = SAMPLERS[model.family](model).eval()
+    param = next(model.parameters())
+    gen = torch.Generator().manual_seed(0)  # normal noise, so the post-export check sees typical inputs
+    z = torch.randn(EXAMPLE_BATCH, *wrapper.noise_shape, generator=gen).to(param)
+    meta = build_metadata(model, RunKind.IMAGE.value, "sampler", ["z"], [wrapper.output], sampler=wrapper.kind,
+                          noise_shape=wrapper.noise_shape)
+    return ExportPlan(wrapper, (z,), ["z"], [wrapper.output], {"z": 0, wrapper.output: 0}, meta)
