@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   chainrule export runs/gpt2 --out gpt2.onnx --max-context 256     # smaller KV cache
   chainrule-edge generate model.onnx --prompt "ROMEO:" --max-new-tokens 200
   chainrule-edge forecast passengers.onnx --history 112,118,132,129,121 --horizon 12
+  chainrule export runs/digits-vae --out vae.onnx          # a VAE's or RealNVP's sampler: noise -> image
+  chainrule-edge sample vae.onnx -n 64 --out samples.png
   chainrule export runs/shakespeare-transformer --format hf --out shakespeare-gpt2
       # then: transformers.AutoModelForCausalLM.from_pretrained("shakespeare-gpt2")
   chainrule export runs/digits-gated-pixelcnn --format pretrained --out digits-model
@@ -28,7 +30,8 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
                                       "model.safetensors", formatter_class=fmt, epilog=EXAMPLES,
                        description="Export a trained run. onnx: one self-contained file, the incremental step "
                                    "of a text model (with its KV cache / recurrent state and tokenizer) or of a "
-                                   "forecaster (with its feature spec), or the forward pass of an image model; "
+                                   "forecaster (with its feature spec), the forward pass of an image model, or "
+                                   "the sampler (noise -> image) of a VAE or RealNVP flow; "
                                    "the graph is checked against PyTorch before the file is written; run it with "
                                    "chainrule-edge. hf: a directory transformers loads (AutoModelForCausalLM, "
                                    "AutoTokenizer) for a text transformer with learned positions; the start vector "
@@ -55,5 +58,5 @@ def run(a: argparse.Namespace) -> None:
     elif a.format == "pretrained":
         print(f"wrote {out}/ ({meta['model']['name']} {meta['kind']} model: config.json + model.safetensors)")
     else:
-        what = "incremental step" if meta["graph"] == "step" else "forward pass"
+        what = {"step": "incremental step", "sampler": "sampler"}.get(meta["graph"], "forward pass")
         print(f"wrote {out} ({meta['model']} {what}, {meta['kind']} model)")

@@ -12,6 +12,8 @@ from chainrule.edge.errors import EdgeError
 EPILOG = """examples:
   chainrule-edge generate model.onnx --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8 --top-k 40
   chainrule-edge sample digits.onnx -n 16 --out samples.png
+  chainrule-edge sample vae.onnx -n 64 --temperature 0.8 --out samples.png   # a VAE's or RealNVP's sampler
+  chainrule-edge sample speech.onnx --seconds 2 --out speech.wav      # an exported WaveNet: a WAV
   chainrule-edge forecast passengers.onnx --history 112,118,132,129,121,135 --horizon 12 --samples 200
   chainrule-edge info model.onnx"""
 
@@ -33,10 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-echo", action="store_true", help="print only the generated text")
 
-    s = sub.add_parser("sample", help="draw images (image models)")
+    s = sub.add_parser("sample", help="draw images (image models) or audio (WaveNet: a WAV)")
     s.add_argument("model", help="exported .onnx file")
-    s.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
-    s.add_argument("--out", default="samples.png", help=".png grid or .npy levels (default samples.png)")
+    s.add_argument("-n", type=int, default=None, help="number of samples (default 16 images, or 1 waveform)")
+    s.add_argument("--out", default=None, help=".png grid or .npy levels (default samples.png); audio: .wav or "
+                                               ".npy (default samples.wav)")
+    s.add_argument("--seconds", type=float, default=1.0, help="audio models: seconds per waveform (default 1)")
     s.add_argument("--class", dest="cls", type=int, default=None, help="class index (class-conditional models)")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
@@ -77,8 +81,15 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     from chainrule.edge.model import EdgeModel
 
     model = EdgeModel(a.model, threads=a.threads)
-    x = sample_images(model, a.n, temperature=a.temperature, seed=a.seed, cls=a.cls)
-    print(f"wrote {save_samples(x, int(model.metadata['head']['levels']), a.out)}")
+    if model.kind == "audio":
+        from chainrule.edge.audio import sample_audio, save_audio
+
+        x = sample_audio(model, a.seconds, n=1 if a.n is None else a.n, temperature=a.temperature, seed=a.seed,
+                         cls=a.cls)
+        print(f"wrote {save_audio(model, x, a.out or 'samples.wav')}")
+        return
+    x = sample_images(model, 16 if a.n is None else a.n, temperature=a.temperature, seed=a.seed, cls=a.cls)
+    print(f"wrote {save_samples(x, int(model.metadata['head']['levels']), a.out or 'samples.png')}")
 
 
 def _cmd_forecast(a: argparse.Namespace) -> None:

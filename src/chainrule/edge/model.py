@@ -61,7 +61,7 @@ class EdgeModel:
 
     @property
     def kind(self) -> str:
-        """``text``, ``image`` or ``timeseries``."""
+        """``text``, ``image``, ``timeseries`` or ``audio``."""
         return str(self.metadata.get("kind"))
 
     @property
@@ -90,6 +90,11 @@ class EdgeModel:
             parts = [f"{m.get('model')} (timeseries, {m.get('graph')} graph)", f"{head.get('type')} head",
                      f"history {m.get('history')}", f"horizon {m.get('horizon')} "
                      f"(at most {int(m.get('max_context', 0)) - int(m.get('history', 0))})", f"lags {m.get('lags')}"]
+        if m.get("kind") == "audio":
+            spec = m.get("spec") or {}
+            parts += [f"{spec.get('sample_rate')} Hz {spec.get('quantization')}",
+                      f"receptive field {m.get('receptive_field')} samples",
+                      f"{len(m.get('dilations', []))} queued layers"]
         if m.get("kind") == "text":
             parts += [f"vocabulary {m.get('vocab_size')}", f"context {m.get('max_context')}",
                       f"{(m.get('tokenizer') or {}).get('kind')} tokenizer"]

@@ -21,7 +21,7 @@ from chainrule.runs import Run, open_run
 
 @dataclass
 class ServedModel:
-    """One loaded run: ``model``/``tokenizer`` for text and image runs, ``forecaster`` (the trained network)
+    """One loaded run: ``model``/``tokenizer`` for text, image and audio runs, ``forecaster`` (the trained network)
     for time series, whose requests go through ``chainrule.modalities.series.api.forecast_from_history``."""
 
     name: str
@@ -86,6 +86,12 @@ def load_one(name: str, path: Path, device: str | None) -> ServedModel:
     if kind is RunKind.IMAGE:
         model = run.load_model(device).eval()
         return ServedModel(name, kind, run, model=model, lock=threading.Lock() if _stateful(model) else None)
+    if kind is RunKind.AUDIO:  # /v1/sample answers with a WAV at the run's rate
+        model = run.load_model(device).eval()
+        spec = run.spec
+        return ServedModel(name, kind, run, model=model, extra={
+            "sample_rate": int(spec["sample_rate"]), "quantization": spec["quantization"],
+            "receptive_field": getattr(model, "receptive_field", None)})
     try:
         from chainrule.modalities.series.api import load_forecast_run
     except ImportError as e:

@@ -1,4 +1,4 @@
-// chainrule web page: text generation (streamed), image samples, CSV forecasts with a fan chart.
+// chainrule web page: text generation (streamed), image samples, CSV forecasts with a fan chart, audio (WAV).
 // Plain JavaScript, no build step and no external resources.
 "use strict";
 
@@ -45,9 +45,12 @@ async function loadModels() {
   fillSelect($("text-model"), byKind("text"));
   fillSelect($("image-model"), byKind("image"));
   fillSelect($("ts-model"), byKind("timeseries"));
+  fillSelect($("audio-model"), byKind("audio"));
   $("model-count").textContent = `${MODELS.length} model(s): ${MODELS.map((m) => `${m.name} (${m.kind})`).join(", ")}`;
   updateClasses();
-  const first = MODELS.length ? {text: "text", image: "images", timeseries: "forecast"}[MODELS[0].kind] : "text";
+  updateAudioClasses();
+  const tabs = {text: "text", image: "images", timeseries: "forecast", audio: "audio"};
+  const first = MODELS.length ? tabs[MODELS[0].kind] ?? "text" : "text";
   showTab(first);
   document.body.dataset.ready = "1";
 }
@@ -133,6 +136,44 @@ async function sample(ev) {
     setStatus("image-status", `request failed: ${e}`, true);
   } finally {
     $("sample").disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------ audio
+function updateAudioClasses() {
+  const m = MODELS.find((x) => x.name === $("audio-model").value);
+  const options = [new Option("any", "")];
+  if (m && m.num_classes > 0) {
+    for (let i = 0; i < m.num_classes; i++) options.push(new Option(m.class_names[i] ?? String(i), String(i)));
+  }
+  $("audio-class").replaceChildren(...options);
+}
+
+async function sampleAudio(ev) {
+  ev.preventDefault();
+  const cls = $("audio-class").value;
+  const body = {
+    model: $("audio-model").value || null, seconds: Number($("audio-seconds").value),
+    temperature: Number($("audio-temperature").value), seed: Number($("audio-seed").value),
+  };
+  if (cls !== "") body.class = Number(cls);
+  $("sample-audio").disabled = true;
+  setStatus("audio-status", "sampling…");
+  try {
+    const resp = await postJson("/v1/sample", body);
+    if (!resp.ok) return setStatus("audio-status", await errorOf(resp), true);
+    const player = $("audio-player");
+    const old = player.src;
+    player.src = URL.createObjectURL(await resp.blob());
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    setStatus("audio-status", `${body.seconds} s at ${resp.headers.get("X-Chainrule-Sample-Rate")} Hz ` +
+              `(seed ${resp.headers.get("X-Chainrule-Seed")})`);
+    player.play().catch(() => {});  // autoplay may be refused; the controls remain
+    document.body.dataset.audio = "1";
+  } catch (e) {
+    setStatus("audio-status", `request failed: ${e}`, true);
+  } finally {
+    $("sample-audio").disabled = false;
   }
 }
 
@@ -262,6 +303,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("image-form").addEventListener("submit", sample);
   $("image-model").addEventListener("change", updateClasses);
   $("forecast-form").addEventListener("submit", forecast);
+  $("audio-form").addEventListener("submit", sampleAudio);
+  $("audio-model").addEventListener("change", updateAudioClasses);
   $("csv-file").addEventListener("change", readFile);
   loadModels().catch((e) => { $("model-count").textContent = `cannot list models (${e})`; });
 });

@@ -126,6 +126,10 @@ class WaveNet(AutoregressiveModel):
             "gates": self.condition_gates(cond, batch_size, length),
         }
 
+    def cache_bytes_per_sample(self) -> int:
+        """The queues (``res`` floats per dilation step of every layer) and the front's previous input."""
+        return 4 * (self.res * sum(self.dilations) + self.channels)
+
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         t = cache["t"]
         cur = torch.zeros_like(cache["prev"]) if x_prev is None else self.encode(x_prev.reshape(cache["prev"].shape))
