@@ -10,14 +10,17 @@ chorales' train split and scored on the 37 test chorales (the fixed split by pie
 - ``remi``: all four voices as REMI events, windows of 256 events: the unigram, and with ``--remi`` the LSTM and
   Transformer (the VAE is a melody model).
 
-For the VAE: reconstruction accuracy on held-out 4-bar windows (posterior mean, greedy decoding; per event and
-per whole bar), interpolation smoothness (fraction of notes changed between consecutive steps of a 7-step
-spherical interpolation between pairs of test windows, against the change between the two ends) and sampling
-time per bar from the prior (and for the Transformer, per bar of melody). Writes bench/results/music.json and
-music.md (``-quick`` suffix for a smoke run).
+For the VAE (KL warm-up over the first half of its steps): the KL term in nats per window; reconstruction of
+held-out 4-bar windows from their posterior means, in nats per event (teacher-forced) and as greedy-decoding
+accuracy (per event and per whole bar), each against a z-blind reference (the same decoder given another
+window's posterior mean: equal figures mean the decoder ignores z); interpolation smoothness (fraction of notes
+changed between consecutive steps of a 7-step spherical interpolation between pairs of test windows, against the
+change between the two ends) and sampling time per bar from the prior (and for the Transformer, per bar of
+melody). Writes bench/results/music.json and music.md (``-quick`` suffix for a smoke run).
 
     .venv/bin/python bench/music.py            # 600 steps per model (BENCHMARKS.md: --steps 100)
     .venv/bin/python bench/music.py --quick    # a smoke run: 3 steps per model, a few windows
+    .venv/bin/python bench/music.py --models sequence_vae --steps 600 --part-suffix -600   # the VAE alone
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from chainrule.music import notes_changed, slerp
 HERE = Path(__file__).resolve().parent
 LM_SIZES = {"rnn_lm": ["model.embed_dim=32", "model.hidden_size=128", "model.num_layers=1"],
             "transformer": ["model.embed_dim=64", "model.num_layers=2", "model.num_heads=4"]}
-VAE_SIZE = ["model.embed_dim=32", "model.encoder_size=64", "model.conductor_size=64", "model.decoder_size=128",
-            "model.latent=16", "model.kl_anneal_steps=100", "model.free_bits=4", "model.iwae_samples=100"]
+VAE_SIZE = ["model.embed_dim=32", "model.encoder_size=64", "model.conductor_size=64", "model.decoder_size=64",
+            "model.latent=16", "model.free_bits=0.5", "model.word_dropout=0.5", "model.iwae_samples=100"]
 CONTEXT = {"melody": 64, "remi": 256}
 #: for orientation only: the standard JSB-chorales benchmark (Boulanger-Lewandowski, Bengio & Vincent, ICML 2012)
 #: scores piano-roll frames (one per quarter note, 88 binary keys) in nats per frame; its figures are not quoted
@@ -78,9 +81,14 @@ def vae_figures(run, test, windows: int, pairs: int) -> dict:
     model = run.load_model()
     tok = test.tokenizer
     x, _ = test.get(range(min(windows, len(test))))
-    mean, _ = model.posterior(x)
+    mean, log_var = model.posterior(x)
+    other = mean.roll(1, dims=0)  # another window's posterior mean: what a z-blind decoder would do as well with
+    events_total = x.shape[-1]
+    nats_own = -model.decoder_log_prob(x, mean[None]).mean().item() / events_total
+    nats_other = -model.decoder_log_prob(x, other[None]).mean().item() / events_total
     recon = model.decode_latents(mean, temperature=0.0)
     events = (recon == x).float().mean().item()
+    events_other = (model.decode_latents(other, temperature=0.0) == x).float().mean().item()
     bars = (recon == x).reshape(len(x), -1, tok.bar_steps).all(-1).float().mean().item()
     step_changes, end_changes = [], []
     for i in range(min(pairs, len(x) // 2)):
@@ -93,7 +101,10 @@ def vae_figures(run, test, windows: int, pairs: int) -> dict:
     start = time.perf_counter()
     model.sample(n, generator=torch.Generator().manual_seed(0))
     per_bar = (time.perf_counter() - start) / (n * model.num_segments)
-    return {"reconstruction_event_accuracy": events, "reconstruction_bar_accuracy": bars,
+    return {"steps": int(model.steps_trained), "kl_nats_per_window": model.kl(mean, log_var).mean().item(),
+            "reconstruction_nats_per_event": nats_own, "reconstruction_nats_per_event_other_z": nats_other,
+            "reconstruction_event_accuracy_other_z": events_other,
+            "reconstruction_event_accuracy": events, "reconstruction_bar_accuracy": bars,
             "interpolation_notes_changed_per_step": float(np.mean(step_changes)) if step_changes else math.nan,
             "interpolation_notes_changed_end_to_end": float(np.mean(end_changes)) if end_changes else math.nan,
             "prior_sampling_seconds_per_bar_under_load": per_bar, "windows": len(x)}
@@ -115,19 +126,28 @@ def table(report: dict) -> str:
         kind = f"upper bound (IWAE k={r.get('iwae_samples')})" if r["likelihood"] == "bound" else "exact"
         lines.append(f"| {r['encoding']} | {r['model']} | {r['nats_per_event']:.3f} | {kind} | "
                      f"{r['params']:,} | {r['steps']} | {r['train_seconds_under_load']} |")
-    v = report.get("vae")
-    if v is None:
+    runs = report.get("vae_runs", [])
+    if not runs:
         return "\n".join(lines)
-    lines += ["", "| sequence VAE (melody, 4 bars) | value |", "|---|---|",
-              f"| reconstruction accuracy, events | {v['reconstruction_event_accuracy']:.3f} |",
-              f"| reconstruction accuracy, whole bars | {v['reconstruction_bar_accuracy']:.3f} |",
-              f"| interpolation: notes changed per step (7 steps) | "
-              f"{v['interpolation_notes_changed_per_step']:.3f} |",
-              f"| interpolation: notes changed end to end | {v['interpolation_notes_changed_end_to_end']:.3f} |",
-              f"| prior sampling, ms per bar (under load) | "
-              f"{1000 * v['prior_sampling_seconds_per_bar_under_load']:.1f} |",
-              f"| Transformer sampling, ms per bar of melody (under load) | "
-              f"{1000 * report.get('transformer_seconds_per_bar_under_load', math.nan):.1f} |"]
+    rows = [("KL term, nats per window", "{:.2f}", "kl_nats_per_window"),
+            ("reconstruction, nats/event (own z)", "{:.3f}", "reconstruction_nats_per_event"),
+            ("reconstruction, nats/event (another window's z)", "{:.3f}", "reconstruction_nats_per_event_other_z"),
+            ("reconstruction accuracy, events (own z)", "{:.3f}", "reconstruction_event_accuracy"),
+            ("reconstruction accuracy, events (another window's z)", "{:.3f}",
+             "reconstruction_event_accuracy_other_z"),
+            ("reconstruction accuracy, whole bars", "{:.3f}", "reconstruction_bar_accuracy"),
+            ("interpolation: notes changed per step (7 steps)", "{:.3f}", "interpolation_notes_changed_per_step"),
+            ("interpolation: notes changed end to end", "{:.3f}", "interpolation_notes_changed_end_to_end"),
+            ("prior sampling, ms per bar (under load)", "{:.1f}", "prior_sampling_seconds_per_bar_under_load")]
+    lines += ["", "| sequence VAE (melody, 4 bars) |" + " |".join(f" {v['steps']} steps" for v in runs) + " |",
+              "|---|" + "---|" * len(runs)]
+    for label, fmt, key in rows:
+        scale = 1000 if key.endswith("per_bar_under_load") else 1
+        cells = [fmt.format(scale * v.get(key, math.nan)) for v in runs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    tf = report.get("transformer_seconds_per_bar_under_load")
+    if tf is not None:
+        lines += ["", f"Transformer sampling, ms per bar of melody (under load): {1000 * tf:.1f}"]
     return "\n".join(lines)
 
 
@@ -137,16 +157,15 @@ def main() -> None:
     p.add_argument("--remi", action="store_true", help="also train the language models on REMI (slower)")
     p.add_argument("--models", default="unigram,rnn_lm,transformer,sequence_vae",
                    help="comma-separated subset to run; a subset writes music-PART.json (--merge joins them)")
-    p.add_argument("--merge", nargs="+", metavar="PART", help="join part files into music.json / music.md")
+    p.add_argument("--merge", nargs="+", metavar="PART", help="join part files music-PART.json into music.json / "
+                   "music.md (later parts replace rows of the same encoding, model and steps)")
+    p.add_argument("--part-suffix", default="", help="appended to a subset's part-file name (e.g. -600)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 steps per model, few windows")
     a = p.parse_args()
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     if a.merge:
-        parts = [json.loads((out / f"music-{m}.json").read_text()) for m in a.merge]
-        report = {k: v for part in parts for k, v in part.items() if k != "rows"}
-        report["rows"] = [r for part in parts for r in part["rows"]]
-        write(out, "music", report)
+        write(out, "music", merge([json.loads((out / f"music-{m}.json").read_text()) for m in a.merge]))
         return
     chosen = a.models.split(",")
     steps, windows, pairs = (3, 8, 2) if a.quick else (a.steps, 120, 20)
@@ -168,12 +187,26 @@ def main() -> None:
                     report["transformer_seconds_per_bar_under_load"] = lm_seconds_per_bar(run)
             if encoding == "melody" and "sequence_vae" in chosen:
                 quick_k = ["model.iwae_samples=4"] if a.quick else []
-                row, run = train_and_score(root, encoding, "sequence_vae", steps, VAE_SIZE + quick_k)
+                warm_up = [f"model.kl_anneal_steps={max(steps // 2, 1)}"]
+                row, run = train_and_score(root, encoding, "sequence_vae", steps, VAE_SIZE + warm_up + quick_k)
                 rows.append(row)
-                report["vae"] = vae_figures(run, splits["test"], windows, pairs)
+                report["vae_runs"] = [vae_figures(run, splits["test"], windows, pairs)]
         report["rows"] = rows
     subset = "" if set(chosen) >= {"unigram", "rnn_lm", "transformer", "sequence_vae"} else "-" + "+".join(chosen)
-    write(out, f"music{subset}{'-quick' if a.quick else ''}", report)
+    write(out, f"music{subset}{a.part_suffix}{'-quick' if a.quick else ''}", report)
+
+
+def merge(parts: list[dict]) -> dict:
+    """Join part reports: a later part's row replaces an earlier one with the same encoding, model and steps;
+    VAE figures are kept one per step count."""
+    report: dict = {k: v for part in parts for k, v in part.items() if k not in ("rows", "vae", "vae_runs")}
+    rows: dict[tuple, dict] = {}
+    vae_runs: dict[int, dict] = {}
+    for part in parts:
+        rows.update({(r["encoding"], r["model"], r["steps"]): r for r in part["rows"]})
+        vae_runs.update({v["steps"]: v for v in part.get("vae_runs", [])})
+    report["rows"], report["vae_runs"] = list(rows.values()), [vae_runs[k] for k in sorted(vae_runs)]
+    return report
 
 
 def write(out: Path, stem: str, report: dict) -> None:

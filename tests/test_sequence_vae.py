@@ -98,13 +98,63 @@ def test_kl_annealing_and_free_bits():
     model.loss(x)
     assert int(model.steps_trained) == 6  # evaluation does not advance the schedule
     assert int(model.state_dict()["steps_trained"]) == 6  # saved with the weights, so resume keeps it
-    floor = tiny_vae(kl_anneal_steps=0, free_bits=1e4).train()
+    floor = tiny_vae(kl_anneal_steps=0, free_bits=1e4, word_dropout=0.0).train()
     torch.manual_seed(3)
     rec, kl = floor.elbo_terms(x)
     torch.manual_seed(3)
     loss = floor.loss(x)
-    assert bool(torch.all(kl < 1e4))
-    torch.testing.assert_close(loss, -(rec - 1e4).mean())  # below the floor the KL term is a constant
+    assert kl.shape == (3, 2) and bool(torch.all(kl < 1e4))
+    torch.testing.assert_close(loss, -(rec.mean() - 2 * 1e4))  # below the floor the KL term is a constant
+    per_dim = kl.mean(0)
+    middle = float(per_dim.detach().mean())  # one dimension's mean KL is above this floor, the other's below
+    assert float(per_dim.detach().min()) < middle < float(per_dim.detach().max())
+    floor.free_bits = middle
+    torch.manual_seed(3)
+    loss = floor.loss(x)
+    torch.testing.assert_close(loss, -(rec.mean() - per_dim.max() - middle))  # the floor is per dimension
+
+
+def test_word_dropout_hides_decoder_inputs_only_in_the_objective():
+    x = torch.randint(0, 5, (4, 1, 9))
+    for rate, hidden in ((0.0, 0), (1.0, 4 * 9)):
+        model = tiny_vae(word_dropout=rate).train()
+        dropped = model.drop_words(model.encode(x))
+        assert int((dropped == model.unknown).all(-1).sum()) == hidden
+    model = tiny_vae(word_dropout=1.0).train()
+    torch.manual_seed(4)
+    with_dropout = model.elbo_terms(x, regularise=True)[0]
+    torch.manual_seed(4)
+    elbo_rec = model.elbo_terms(x)[0]
+    model.word_dropout = 0.0
+    torch.manual_seed(4)
+    torch.testing.assert_close(model.elbo_terms(x, regularise=True)[0], elbo_rec)  # the ELBO never drops inputs
+    assert not torch.allclose(with_dropout, elbo_rec)
+
+
+def test_decoder_uses_z_to_reconstruct_its_own_sequence():
+    """Posterior collapse guard: after brief training on two very different sequences, decoding each one's
+    posterior mean reconstructs that sequence better than the other (a decoder that ignores z cannot: it decodes
+    both means to the same sequence), and scores it higher given its own mean than given the other's."""
+    torch.manual_seed(0)
+    x = torch.tensor([[0, 1, 2, 3] * 4, [4, 4, 0, 0] * 4]).reshape(2, 1, 16)
+    model = build_model("sequence_vae", (1, 16), 5, modality="text", segment_length=4, embed_dim=8,
+                        encoder_size=16, conductor_size=16, decoder_size=16, latent=2, kl_anneal_steps=50,
+                        free_bits=1.0, word_dropout=0.5).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = x.repeat(8, 1, 1)
+    for _ in range(60):
+        optimiser.zero_grad()
+        model.loss(batch).backward()
+        optimiser.step()
+    model.eval()
+    with torch.no_grad():
+        mean, _ = model.posterior(x)
+        decoded = model.decode_latents(mean, temperature=0.0)
+        own = model.decoder_log_prob(x, mean[None])[0]
+        other = model.decoder_log_prob(x, mean.flip(0)[None])[0]
+    accuracy = (decoded[:, None] == x[None]).float().mean(-1)[..., 0]  # [decoded i, sequence j]
+    assert accuracy[0, 0] > accuracy[0, 1] and accuracy[1, 1] > accuracy[1, 0], accuracy
+    assert bool(torch.all(own > other + 1.0)), (own, other)
 
 
 def test_scheduled_sampling_feeds_own_draws():

@@ -4,13 +4,21 @@ decoder, on the model contract with ``likelihood = "bound"``.
 The sequence of ``T = U * L`` positions is cut into ``U`` segments of ``L`` positions (bars, for music). The
 encoder reads the whole sequence both ways and gives ``q(z | x)``; the decoder is a *conductor* LSTM that turns
 ``z`` into one vector per segment, and a *note* LSTM that decodes each segment autoregressively from its
-conductor vector (its state reset at every segment, so every segment must use ``z``; its input is the previous
-position's value, across segment boundaries, and the conductor vector). Given ``z`` the decoder is causal, so
+conductor vector (its state reset at every segment; its input at every step is the previous position's value,
+across segment boundaries, the conductor vector and ``z`` itself). Given ``z`` the decoder is causal, so
 ``log p(x | z)`` is a chain-rule sum over positions, scored by the same heads as every other model.
 
-Training maximises ``E_q[log p(x | z)] - beta * max(KL, free_bits)``, ``beta`` rising linearly from 0 to
-``kl_weight`` over ``kl_anneal_steps`` training steps (KL annealing; the count is a buffer, so it is saved in
-checkpoints and resume is exact); free bits stop the optimiser from pushing the KL below ``free_bits`` nats.
+Posterior collapse is the failure to guard against: a note LSTM that sees the previous true value predicts well
+without ``z``, the KL term then pushes ``q(z | x)`` onto the prior and ``z`` carries nothing. The remedies are
+the standard ones: ``z`` enters every conductor step and every note step (a short path to every output); word
+dropout (Bowman et al. 2016) replaces each teacher-forced decoder input by a learned "unknown" vector with
+probability ``word_dropout`` while training, so the decoder must get what it cannot see from ``z``; free bits per
+latent dimension (Kingma et al. 2016); and a KL warm-up.
+
+Training maximises ``E_q[log p(x | z)] - beta * sum_d max(KL_d, free_bits)``, ``KL_d`` the batch mean of
+dimension ``d``'s KL, ``beta`` rising linearly from 0 to ``kl_weight`` over ``kl_anneal_steps`` training steps
+(KL annealing; the count is a buffer, so it is saved in checkpoints and resume is exact); below ``free_bits``
+nats a dimension's KL is not pushed down, so each dimension may carry that much information for free.
 Optional scheduled sampling (Bengio et al. 2015) in its parallel form (Duckworth et al. 2019): a first
 teacher-forced pass draws the model's own values, and each decoder input is replaced by that draw with
 probability ``scheduled_sampling``. ``log_prob`` is the ELBO (``beta = 1``, no free bits) while training and the
@@ -48,7 +56,9 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
     Options:
         segment_length: positions per segment (16 = one bar of the melody grid); the length must be a multiple.
         embed_dim, encoder_size, conductor_size, decoder_size, latent: sizes.
-        kl_weight, kl_anneal_steps, free_bits: the KL term's final weight, warm-up steps and floor (nats).
+        kl_weight, kl_anneal_steps: the KL term's final weight and warm-up steps.
+        free_bits: nats per latent dimension below which its (batch-mean) KL is not pushed down.
+        word_dropout: probability of hiding each teacher-forced decoder input while training (0 = off).
         scheduled_sampling: probability of feeding the model's own draw instead of the true previous value.
         iwae_samples: ``k`` of the evaluation bound (1..5000). chunk: decoder rows per pass (memory only).
     """
@@ -59,8 +69,9 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
 
     def __init__(self, event_shape: Sequence[int], head: Head, num_classes: int = 0, segment_length: int = 16,
                  embed_dim: int = 64, encoder_size: int = 128, conductor_size: int = 128, decoder_size: int = 128,
-                 latent: int = 32, kl_weight: float = 1.0, kl_anneal_steps: int = 1000, free_bits: float = 2.0,
-                 scheduled_sampling: float = 0.0, iwae_samples: int = 100, chunk: int = 4096) -> None:
+                 latent: int = 32, kl_weight: float = 1.0, kl_anneal_steps: int = 2000, free_bits: float = 0.25,
+                 word_dropout: float = 0.5, scheduled_sampling: float = 0.0, iwae_samples: int = 100,
+                 chunk: int = 4096) -> None:
         super().__init__(event_shape, head, num_classes)
         if num_classes:
             raise ValueError("the sequence VAE is unconditional; train it without class labels")
@@ -72,12 +83,13 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
                               f"{segment_length}")
         if not 1 <= int(iwae_samples) <= 5000:
             raise ValueError(f"iwae_samples must be in 1..5000, got {iwae_samples}")
-        if not 0.0 <= float(scheduled_sampling) <= 1.0:
-            raise ValueError(f"scheduled_sampling must be a probability, got {scheduled_sampling}")
+        for option, value in (("scheduled_sampling", scheduled_sampling), ("word_dropout", word_dropout)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{option} must be a probability, got {value}")
         self.segment_length, self.num_segments = int(segment_length), length // int(segment_length)
         self.latent, self.embed_dim = int(latent), int(embed_dim)
         self.kl_weight, self.kl_anneal_steps, self.free_bits = float(kl_weight), int(kl_anneal_steps), float(free_bits)
-        self.scheduled_sampling = float(scheduled_sampling)
+        self.scheduled_sampling, self.word_dropout = float(scheduled_sampling), float(word_dropout)
         self.iwae_samples, self.chunk = int(iwae_samples), max(int(chunk), 1)
         self.embedding = self.input_embedding(embed_dim)
         self.encoder = nn.LSTM(embed_dim, encoder_size, batch_first=True, bidirectional=True)
@@ -85,8 +97,9 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
         self.conductor_init = nn.Linear(latent, 2 * conductor_size)
         self.conductor = nn.LSTM(latent, conductor_size, batch_first=True)
         self.decoder_init = nn.Linear(conductor_size, 2 * decoder_size)
-        self.decoder = nn.LSTM(embed_dim + conductor_size, decoder_size, batch_first=True)
+        self.decoder = nn.LSTM(embed_dim + conductor_size + latent, decoder_size, batch_first=True)
         self.start = nn.Parameter(torch.zeros(embed_dim))
+        self.unknown = nn.Parameter(torch.zeros(embed_dim))  # what a dropped decoder input becomes
         self.out = nn.Linear(decoder_size, self.num_params_out)
         self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))
 
@@ -107,10 +120,11 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.posterior_from_inputs(self.encode(x))
 
-    def conduct(self, z: Tensor) -> Tensor:
-        """One vector per segment ``(N, U, conductor_size)`` from latents ``(N, latent)``."""
+    def conduct(self, z: Tensor, segments: int | None = None) -> Tensor:
+        """One vector per segment ``(N, U, conductor_size)`` from latents ``(N, latent)`` (``U`` defaults to the
+        event's segments; a length-free modality passes its input's)."""
         h0, c0 = torch.tanh(self.conductor_init(z)).chunk(2, dim=-1)
-        steps = z.unsqueeze(1).expand(-1, self.num_segments, -1)
+        steps = z.unsqueeze(1).expand(-1, self.num_segments if segments is None else segments, -1)
         out, _ = self.conductor(steps.contiguous(), (h0[None].contiguous(), c0[None].contiguous()))
         return out
 
@@ -123,10 +137,12 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
         """Teacher-forced head parameters ``(N, P, T)`` given embedded values ``(N, T, D)`` and latents
         ``(N, latent)``: position ``t`` sees the values before ``t`` only (every segment in one batched pass)."""
         n, t, d = inputs.shape
-        u, seg = self.num_segments, self.segment_length
+        seg = self.segment_length
+        u = t // seg
         prev = torch.cat([self.start.expand(n, 1, d), inputs[:, :-1]], dim=1)  # the value before each position
-        plan = self.conduct(z)  # (N, U, C)
-        steps = torch.cat([prev, plan.repeat_interleave(seg, dim=1)], dim=-1).reshape(n * u, seg, -1)
+        plan = self.conduct(z, u)  # (N, U, C)
+        steps = torch.cat([prev, plan.repeat_interleave(seg, dim=1), z.unsqueeze(1).expand(-1, t, -1)], dim=-1)
+        steps = steps.reshape(n * u, seg, -1)
         out, _ = self.decoder(steps, self.segment_state(plan.reshape(n * u, -1)))
         return self.out(out.reshape(n, t, -1)).transpose(1, 2)
 
@@ -140,23 +156,41 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
         s, b = z.shape[:2]
         xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
         params = self.decode_inputs(self.encode(xs), z.reshape(s * b, -1))
-        return self.head.log_prob(params, xs).reshape(s, b, -1).sum(-1)
+        return self.reconstruction_log_prob(params, xs).reshape(s, b)
+
+    def reconstruction_log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """log p(x | z) ``(B,)`` from the decoder's parameters ``(B, P, T)`` (a modality may leave values out)."""
+        return self.head.log_prob(params, x).flatten(1).sum(1)
 
     # ------------------------------------------------------------------ bounds and the objective
+    def kl_per_dimension(self, mean: Tensor, log_var: Tensor) -> Tensor:
+        """KL(q(z_d | x) || N(0, 1)) in nats for every latent dimension ``(B, latent)``."""
+        return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)
+
     def kl(self, mean: Tensor, log_var: Tensor) -> Tensor:
         """KL(q(z | x) || N(0, I)) in nats ``(B,)``."""
-        return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
+        return self.kl_per_dimension(mean, log_var).sum(-1)
 
-    def elbo_terms(self, x: Tensor, cond: Any = None) -> tuple[Tensor, Tensor]:
-        """One-sample reconstruction term ``log p(x | z)`` and the analytic KL, each ``(B,)``."""
+    def elbo_terms(self, x: Tensor, cond: Any = None, regularise: bool = False) -> tuple[Tensor, Tensor]:
+        """One-sample reconstruction term ``log p(x | z)`` ``(B,)`` and the analytic KL per latent dimension
+        ``(B, latent)``. ``regularise`` (the training objective only) applies scheduled sampling and word dropout,
+        which change the decoder's inputs: without them the terms make the ELBO of the model that is evaluated."""
         self.check_input(x, cond)
         inputs = self.encode(x)
         mean, log_var = self.posterior_from_inputs(inputs)
         z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-        if self.training and self.scheduled_sampling > 0:
+        if regularise and self.scheduled_sampling > 0:
             inputs = self.mix_own_draws(inputs, z)
+        if regularise and self.word_dropout > 0:
+            inputs = self.drop_words(inputs)
         params = self.decode_inputs(inputs, z)
-        return self.head.log_prob(params, x).flatten(1).sum(1), self.kl(mean, log_var)
+        return self.reconstruction_log_prob(params, x), self.kl_per_dimension(mean, log_var)
+
+    def drop_words(self, inputs: Tensor) -> Tensor:
+        """Word dropout: each decoder input ``(B, T, D)`` replaced by the learned unknown vector with probability
+        ``word_dropout`` (the encoder has already read the true inputs)."""
+        hide = torch.rand(inputs.shape[:2], device=inputs.device) < self.word_dropout
+        return torch.where(hide.unsqueeze(-1), self.unknown.to(inputs.dtype).expand_as(inputs), inputs)
 
     def mix_own_draws(self, inputs: Tensor, z: Tensor) -> Tensor:
         """Parallel scheduled sampling: each input replaced by the model's own teacher-forced draw with
@@ -170,19 +204,19 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
     def elbo(self, x: Tensor, cond: Any = None) -> Tensor:
         """The evidence lower bound, nats per example ``(B,)``."""
         rec, kl = self.elbo_terms(x, cond)
-        return rec - kl
+        return rec - kl.sum(-1)
 
     def current_kl_weight(self) -> float:
         return kl_weight_at(self.steps_trained, self.kl_anneal_steps, self.kl_weight)
 
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
-        """``-(log p(x | z) - beta * max(KL, free_bits))`` averaged over the batch; each training call counts
-        one step of the KL annealing schedule."""
-        rec, kl = self.elbo_terms(x, cond)
+        """``-(mean log p(x | z) - beta * sum_d max(mean KL_d, free_bits))`` over the batch; each training call
+        counts one step of the KL annealing schedule."""
+        rec, kl = self.elbo_terms(x, cond, regularise=self.training)
         beta = self.current_kl_weight()
         if self.training:
             self.steps_trained += 1
-        return -(rec - beta * kl.clamp(min=self.free_bits)).mean()
+        return -(rec.mean() - beta * kl.mean(0).clamp(min=self.free_bits).sum())
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -199,7 +233,7 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
             u, offset = divmod(t, self.segment_length)
             if offset == 0:
                 state = self.segment_state(plan[:, u])
-            out, state = self.decoder(torch.cat([prev, plan[:, u:u + 1]], dim=-1), state)
+            out, state = self.decoder(torch.cat([prev, plan[:, u:u + 1], z.unsqueeze(1)], dim=-1), state)
             params = self.out(out[:, 0])
             value = self.head.sample(params.unsqueeze(-1), temperature=temperature, generator=generator)[..., 0]
             if known is not None and x_given is not None:

@@ -69,12 +69,23 @@ def parse_chorales() -> list[Piece]:
     return [score_to_piece(corpus.parse(n), n) for n in names]
 
 
-def parse_folksongs() -> list[Piece]:
-    """Every tune of the Essen folksong collection (``essenFolksong/*.abc`` in music21's corpus), monophonic."""
+def essen_paths() -> list[Path]:
+    """The ABC files of the Essen folksong collection in music21's corpus (``essenFolksong/*.abc``, 31 files of
+    about 8,500 tunes), sorted; :class:`DataError` when the installed music21 lacks them."""
+    from music21 import corpus
+
+    paths = sorted(Path(p) for p in corpus.getPaths(fileExtensions=("abc",)) if "essenFolksong" in str(p))
+    if not paths:
+        raise DataError("folksongs: the installed music21 corpus has no essenFolksong/*.abc files")
+    return paths
+
+
+def parse_folksongs(paths: list[Path] | None = None) -> list[Piece]:
+    """Every tune of the Essen folksong collection (or of the given ABC files of it), monophonic."""
     from music21 import corpus, stream
 
     pieces = []
-    for path in sorted(p for p in corpus.getPaths("abc") if "essenFolksong" in str(p)):
+    for path in essen_paths() if paths is None else paths:
         opus = corpus.parse(str(path))
         scores = opus.scores if isinstance(opus, stream.Opus) else [opus]
         for i, s in enumerate(scores):
