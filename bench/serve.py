@@ -15,6 +15,11 @@ its RSS before the load plus its memory budget (``--memory-budget-mb``). The cli
     .venv/bin/python bench/serve.py --clients 5 --duration 5     # quick check
     .venv/bin/python bench/serve.py --phases quiet               # the plain load test only
     .venv/bin/python bench/serve.py --text-run runs/lm --forecast-run runs/passengers
+    .venv/bin/python bench/serve.py --phases quiet --kinds generate,stream               # text generation only
+    .venv/bin/python bench/serve.py --phases quiet --max-batch 1 --out bench/results/serve-one-by-one.json
+
+Generated tokens/s counts the text requests finished within the load window times ``--tokens``. Concurrent
+generations share the server's continuous decode batch (``--max-batch`` samples; 1 decodes them one by one).
 
 Runs it creates go to bench/runs/serve-text and bench/runs/serve-forecast (reused on later calls); the server's
 logs to bench/runs/serve-server-quiet.log and bench/runs/serve-server-attack.log.
@@ -83,7 +88,8 @@ def start_server(runs: list[Path], port: int, args: argparse.Namespace, log: Pat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "chainrule", "serve", *map(str, runs), "--host", "127.0.0.1", "--port", str(port),
            "--threads", str(args.server_threads), "--timeout", str(args.server_timeout),
-           "--memory-budget-mb", str(args.memory_budget_mb), "--max-request-mb", str(args.max_request_mb)]
+           "--memory-budget-mb", str(args.memory_budget_mb), "--max-request-mb", str(args.max_request_mb),
+           *(["--max-batch", str(args.max_batch)] if args.max_batch != 64 else [])]
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     t0 = time.monotonic()
@@ -226,6 +232,7 @@ async def load(base: str, pid: int, kinds: list[str], args: argparse.Namespace, 
     stop.set()
     await watcher
     return {"stats": stats, "elapsed": elapsed, "duration": args.duration, "until": until, "peak": peak,
+            "tokens": args.tokens,
             "rss_before_kb": rss_before, "cpu": cpu, "attack": hostile_stats}
 
 
@@ -244,8 +251,10 @@ def summarise(result: dict, kinds: list[str]) -> dict:
     per_kind.get("stream", {}).update({"first_token_p50_ms": pct(stats.first_token, 50),
                                        "first_token_p99_ms": pct(stats.first_token, 99)})
     total = sum(v["requests"] for v in per_kind.values())
+    text_req_per_s = sum(per_kind[k]["req_per_s"] for k in ("generate", "stream") if k in per_kind)
     return {"elapsed_s": round(elapsed, 2), "requests": total,
             "req_per_s": round(sum(v["req_per_s"] for v in per_kind.values()), 2),
+            "generated_tokens_per_s": round(text_req_per_s * result["tokens"]),
             "errors": sum(stats.errors.values()), "error_messages": stats.messages, "by_kind": per_kind,
             "healthz": {"requests": len(stats.health), "errors": stats.health_errors,
                         "p50_ms": pct(stats.health, 50), "p99_ms": pct(stats.health, 99)},
@@ -272,7 +281,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def phase_markdown(name: str, res: dict) -> list[str]:
     lines = [f"## {name}", "",
-             f"**{res['req_per_s']} requests/s overall, {res['errors']} errors, server peak RSS "
+             f"**{res['req_per_s']} requests/s overall, {res['generated_tokens_per_s']} generated tokens/s, "
+             f"{res['errors']} errors, server peak RSS "
              f"{res['server_peak_rss_mb']} MB** (before the load: {res['server_rss_before_mb']} MB). CPU time "
              f"over {res['elapsed_s']} s: server {res['server_cpu_s']} s, clients {res['client_cpu_s']} s.", "",
              "| kind | requests | req/s | p50 (ms) | p99 (ms) | first token p50 / p99 (ms) | errors |",
@@ -336,6 +346,10 @@ def main() -> None:
     p.add_argument("--max-request-mb", type=int, default=512, help="the server's --max-request-mb")
     p.add_argument("--request-timeout", type=float, default=120.0)
     p.add_argument("--phases", default=",".join(PHASES), help="quiet, attack or both (default)")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="request kinds the clients send, in turn (default: all; generate,stream isolates text)")
+    p.add_argument("--max-batch", type=int, default=64,
+                   help="the server's --max-batch (samples decoded together; 1 decodes requests one by one)")
     p.add_argument("--attack-slow-headers", type=int, default=300, help="clients sending headers a byte a second")
     p.add_argument("--attack-slow-bodies", type=int, default=50, help="clients sending a body a byte a second")
     p.add_argument("--attack-unread-streams", type=int, default=4, help="clients never reading their stream")
@@ -352,7 +366,11 @@ def main() -> None:
     forecast_run = args.forecast_run or ensure_forecast_run(HERE / "runs" / "serve-forecast", args.forecast_data,
                                                             args.train_steps)
     runs = [text_run] + ([forecast_run] if forecast_run else [])
-    kinds = list(KINDS) if forecast_run else ["generate", "stream"]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise SystemExit(f"--kinds: choose from {', '.join(KINDS)}")
+    if not forecast_run:
+        kinds = [k for k in kinds if k != "forecast"] or ["generate", "stream"]
 
     phases = [ph.strip() for ph in args.phases.split(",") if ph.strip()]
     if not phases or any(ph not in PHASES for ph in phases):
@@ -367,6 +385,7 @@ def main() -> None:
     out = {"config": {"clients": args.clients, "duration_s": args.duration, "tokens": args.tokens,
                       "prompt": args.prompt, "forecast_samples": args.forecast_samples,
                       "server_threads": args.server_threads, "server_timeout_s": args.server_timeout,
+                      "max_batch": args.max_batch,
                       "memory_budget_mb": args.memory_budget_mb, "max_request_mb": args.max_request_mb,
                       "text_model": listed["text"]["name"], "text_params": listed["text"].get("params", 0),
                       "forecast_model": models["forecast"], "kinds": kinds,

@@ -10,11 +10,14 @@ from chainrule.core.errors import ConfigError
 
 EXAMPLES = """examples:
   chainrule serve runs/shakespeare-transformer runs/digits-gated --port 8000
+  chainrule serve runs/shakespeare-transformer --max-batch 32   # at most 32 samples share each decode step
   curl -s localhost:8000/v1/models
   curl -s localhost:8000/v1/generate -H 'content-type: application/json' \\
       -d '{"prompt": "ROMEO:", "max_new_tokens": 100, "stream": true}'
   curl -s localhost:8000/v1/completions -H 'content-type: application/json' \\
       -d '{"prompt": "ROMEO:", "max_tokens": 50, "n": 2}'    # OpenAI's API: docs/openai.md
+  curl -s localhost:8000/v1/sample -H 'content-type: application/json' \
+      -d '{"model": "speech-wavenet", "seconds": 2, "seed": 1}' -o speech.wav    # audio runs: a WAV
   open http://127.0.0.1:8000/ for the web page
 
 The whole API is public, its schema too (GET /openapi.json): bind to 127.0.0.1 (the default) or put an
@@ -26,9 +29,9 @@ changes the list (* allows any)."""
 def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     s = sub.add_parser("serve", help="serve runs over HTTP (JSON API, streaming, web page)", formatter_class=fmt,
                        description="Load the runs once and serve them: GET /healthz, GET /v1/models, POST "
-                                   "/v1/generate (text; stream=true for server-sent events), /v1/sample (PNG), "
-                                   "/v1/log_prob, /v1/forecast; the web page is at /. Models are named by "
-                                   "their run directory's name.",
+                                   "/v1/generate (text; stream=true for server-sent events), /v1/sample (PNG; "
+                                   "a WAV for audio runs), /v1/log_prob, /v1/forecast; the web page is at /. "
+                                   "Models are named by their run directory's name.",
                        epilog=EXAMPLES)
     s.add_argument("runs", nargs="+", metavar="RUN", help="run directories to serve")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -36,9 +39,14 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     s.add_argument("--max-new-tokens", type=int, default=1024, help="largest max_new_tokens a request may ask "
                                                                      "for (default and cap 1024)")
     s.add_argument("--max-samples", type=int, default=64, help="largest num_samples per request (cap 64)")
+    s.add_argument("--max-seconds", type=float, default=10.0,
+                   help="largest seconds of audio per waveform a request may ask for (default 10, cap 60)")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take (default 60)")
     s.add_argument("--max-body-kb", type=int, default=1000, help="largest request body in kB (default 1000)")
     s.add_argument("--threads", type=int, default=4, help="threads running model work (default 4)")
+    s.add_argument("--max-batch", type=int, default=64,
+                   help="text samples decoded together in one model's continuous batch; concurrent generations "
+                        "share its steps, more wait for room (default 64)")
     s.add_argument("--max-concurrent-forecasts", type=int, default=1,
                    help="forecast requests running at once (default 1, so generation keeps its share under load)")
     s.add_argument("--max-request-mb", type=int, default=512,
@@ -64,7 +72,7 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
 
 
 def run(a: argparse.Namespace) -> None:
-    from chainrule.serve.schemas import MAX_NEW_TOKENS, MAX_SAMPLES, Limits
+    from chainrule.serve.schemas import MAX_NEW_TOKENS, MAX_SAMPLES, MAX_SECONDS, Limits
 
     if not 0 < a.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {a.port}")
@@ -72,8 +80,11 @@ def run(a: argparse.Namespace) -> None:
         raise ConfigError(f"--max-new-tokens must be 1..{MAX_NEW_TOKENS}, got {a.max_new_tokens}")
     if not 1 <= a.max_samples <= MAX_SAMPLES:
         raise ConfigError(f"--max-samples must be 1..{MAX_SAMPLES}, got {a.max_samples}")
+    if not 0 < a.max_seconds <= MAX_SECONDS:
+        raise ConfigError(f"--max-seconds must be in (0, {MAX_SECONDS:g}], got {a.max_seconds}")
     positive = {"--timeout": a.timeout, "--max-body-kb": a.max_body_kb, "--threads": a.threads,
-                "--max-concurrent-forecasts": a.max_concurrent_forecasts, "--max-request-mb": a.max_request_mb,
+                "--max-batch": a.max_batch, "--max-concurrent-forecasts": a.max_concurrent_forecasts,
+                "--max-request-mb": a.max_request_mb,
                 "--memory-budget-mb": a.memory_budget_mb, "--limit-concurrency": a.limit_concurrency,
                 "--header-timeout": a.header_timeout, "--body-timeout": a.body_timeout, "--keep-alive": a.keep_alive}
     bad = [name for name, value in positive.items() if not value > 0]
@@ -93,8 +104,10 @@ def run(a: argparse.Namespace) -> None:
         raise ConfigError("--allowed-hosts needs at least one name (or * for any)")
     models = load_registry(a.runs, a.device)
     limits = Limits(max_new_tokens=a.max_new_tokens, max_samples=a.max_samples, timeout_s=a.timeout,
+                    max_seconds=a.max_seconds,
                     max_concurrent_forecasts=a.max_concurrent_forecasts, max_body_bytes=a.max_body_kb * 1000,
-                    max_request_bytes=a.max_request_mb * 2**20, memory_budget_bytes=a.memory_budget_mb * 2**20)
+                    max_request_bytes=a.max_request_mb * 2**20, memory_budget_bytes=a.memory_budget_mb * 2**20,
+                    max_batch_rows=a.max_batch)
     app = create_app(models, limits, threads=a.threads, allowed_hosts=allowed)
     host = f"[{a.host}]" if ":" in a.host else a.host
     print(f"chainrule: serving {', '.join(f'{n} ({m.kind})' for n, m in models.items())} at "

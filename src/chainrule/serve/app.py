@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,13 @@ from starlette.types import Receive, Scope, Send
 
 from chainrule.core.errors import ChainruleError
 from chainrule.core.runs.kind import RunKind
+from chainrule.modalities.text.generation import GenerationConfig
+from chainrule.modalities.text.generation.batch import batchable
+from chainrule.serve import audio, images, memory, text
 from chainrule.serve import forecast as forecast_work
-from chainrule.serve import images, memory, text
 from chainrule.serve.admission import Budget, ServerBusy
 from chainrule.serve.batching import MicroBatcher
+from chainrule.serve.continuous import ContinuousBatcher
 from chainrule.serve.guards import BodyLimit, install_error_handlers
 from chainrule.serve.hosts import HostAllowList
 from chainrule.serve.openai_models import model_list
@@ -43,10 +46,12 @@ from chainrule.serve.worker import Deadline, Job, RequestTimeout, Worker
 
 log = logging.getLogger("chainrule.serve")
 STATIC = Path(__file__).resolve().parent / "static"
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+                                           "object-src 'none'; "
                                            "base-uri 'none'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-USE = {RunKind.TEXT: "/v1/generate", RunKind.IMAGE: "/v1/sample", RunKind.SERIES: "/v1/forecast"}
+USE = {RunKind.TEXT: "/v1/generate", RunKind.IMAGE: "/v1/sample", RunKind.SERIES: "/v1/forecast",
+       RunKind.AUDIO: "/v1/sample"}
 
 
 def pick(models: dict[str, ServedModel], name: str | None, kinds: tuple[RunKind, ...], endpoint: str) -> ServedModel:
@@ -150,6 +155,26 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     async def _busy(_: Request, exc: ServerBusy) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "1"})
 
+    decoders: dict[str, ContinuousBatcher | None] = {}
+    app.state.decoders = decoders
+
+    def generation(served: ServedModel, prompt: str, options: dict[str, Any], job: Job, whole: bool = False
+                   ) -> tuple[AsyncIterator[list[str]], GenerationConfig]:
+        """A generation's per-step text pieces, checked now (:class:`ConfigError`) and run once iterated: in the
+        model's continuous batch when its cache can join one, else token by token in pool slices. ``whole``: the
+        caller only needs the text at the end (the batch then hands it on once)."""
+        if served.name not in decoders:
+            decoders[served.name] = (ContinuousBatcher(served.model, worker, limits.max_batch_rows)
+                                     if batchable(served.model) else None)
+        decoder = decoders[served.name]
+        if decoder is None:
+            steps, cfg = text.start_generation(served, prompt, options)
+            return worker.iterate(steps, job), cfg
+        ids, cfg = text.prepare_generation(served, prompt, options)
+        return decoder.stream(served.tokenizer, ids, cfg, job, whole), cfg
+
+    app.state.generation = generation
+
     def batcher(served: ServedModel) -> MicroBatcher:
         if served.name not in batchers:
             fn = ((lambda ex: text.token_log_prob(served.model, ex)) if served.kind is RunKind.TEXT
@@ -171,6 +196,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     async def list_models() -> dict[str, Any]:
         return {"models": [m.info() for m in models.values()],
                 "limits": {"max_new_tokens": limits.max_new_tokens, "max_samples": limits.max_samples,
+                           "max_seconds": limits.max_seconds,
                            "max_history": limits.max_history, "max_body_bytes": limits.max_body_bytes,
                            "timeout_s": limits.timeout_s, "max_request_bytes": limits.max_request_bytes,
                            "memory_budget_bytes": limits.memory_budget_bytes},
@@ -186,25 +212,25 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                                            req.no_repeat_ngram_size), limits,
                      "fewer samples, a shorter prompt or fewer new tokens, or a smaller no_repeat_ngram_size")
         seed = text.pick_seed(req.seed)
-        steps, cfg = text.start_generation(served, req.prompt, {**req.options(), "seed": seed})
+        steps, cfg = generation(served, req.prompt, {**req.options(), "seed": seed}, job, whole=not req.stream)
         meta = {"model": served.name, "seed": seed}
-        if not req.stream:  # also token by token through the pool, so all generations share it fairly
+        if not req.stream:
             texts = [""] * cfg.num_samples
             async with _until_disconnect(request, job), budget.reserve(need, job):
-                async for pieces in worker.iterate(steps, job):
+                async for pieces in steps:
                     texts = [t + p for t, p in zip(texts, pieces, strict=True)]
             return {**meta, "text": texts[0], "texts": texts}
         return DeadlineStream(_events(steps, cfg.num_samples, job, need, meta), job.deadline,
                               media_type="text/event-stream",
                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _events(steps: Iterator[list[str]], n: int, job: Job, need: int, meta: dict) -> AsyncIterator[str]:
+    async def _events(steps: AsyncIterator[list[str]], n: int, job: Job, need: int, meta: dict) -> AsyncIterator[str]:
         """The generation as server-sent events; the memory is reserved once the reply has started (an error
         after that is an ``error`` event), and handed back when the stream ends or its client leaves."""
         texts = [""] * n
         try:
             async with budget.reserve(need, job):
-                async for pieces in worker.iterate(steps, job):
+                async for pieces in steps:
                     for i, piece in enumerate(pieces):
                         if piece:
                             texts[i] += piece
@@ -221,17 +247,41 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
     @app.post("/v1/sample", response_class=Response)
     async def sample(req: SampleRequest, request: Request) -> Response:
         job = Job(Deadline(limits.timeout_s))
-        served = pick(models, req.model, (RunKind.IMAGE,), "/v1/sample")
-        _cap(req.num_samples, limits.max_samples, "num_samples")
-        need = _fits(memory.sample_bytes(served, req.num_samples), limits, "fewer samples")
+        served = pick(models, req.model, (RunKind.IMAGE, RunKind.AUDIO), "/v1/sample")
+        if served.kind is RunKind.AUDIO:
+            return await _sample_audio(req, request, job, served)
+        if req.seconds is not None:
+            raise HTTPException(422, f"seconds: model {served.name!r} is an image model; seconds apply to audio")
+        n = 16 if req.num_samples is None else req.num_samples
+        _cap(n, limits.max_samples, "num_samples")
+        need = _fits(memory.sample_bytes(served, n), limits, "fewer samples")
         seed = text.pick_seed(req.seed)
         if req.cls is not None:
             images.class_index(served, req.cls)  # unknown class -> 400 before any work
         async with _until_disconnect(request, job), budget.reserve(need, job):
-            png = await worker.call(job, images.sample_png, served, req.num_samples, req.cls, req.temperature,
-                                    seed, req.nrow)
+            png = await worker.call(job, images.sample_png, served, n, req.cls, req.temperature, seed, req.nrow)
         return Response(png, media_type="image/png",
                         headers={"X-Chainrule-Model": served.name, "X-Chainrule-Seed": str(seed)})
+
+    async def _sample_audio(req: SampleRequest, request: Request, job: Job, served: ServedModel) -> Response:
+        """Waveforms as one 16-bit WAV at the run's rate (the bytes ``chainrule sample --seconds`` writes)."""
+        if req.nrow is not None:
+            raise HTTPException(422, f"nrow: model {served.name!r} is an audio model; nrow applies to image grids")
+        n = 1 if req.num_samples is None else req.num_samples
+        seconds = audio.DEFAULT_SECONDS if req.seconds is None else req.seconds
+        _cap(n, limits.max_samples, "num_samples")
+        if seconds > limits.max_seconds:
+            raise HTTPException(422, f"seconds: {seconds:g} is over this server's limit of {limits.max_seconds:g}")
+        need = _fits(memory.audio_bytes(served, n, audio.num_samples_of(served, seconds)), limits,
+                     "fewer waveforms (num_samples) or fewer seconds")
+        seed = text.pick_seed(req.seed)
+        if req.cls is not None:
+            images.class_index(served, req.cls)  # unknown class -> 400 before any work
+        async with _until_disconnect(request, job), budget.reserve(need, job):
+            wav = await worker.call(job, audio.sample_wav, served, n, seconds, req.cls, req.temperature, seed)
+        return Response(wav, media_type="audio/wav",
+                        headers={"X-Chainrule-Model": served.name, "X-Chainrule-Seed": str(seed),
+                                 "X-Chainrule-Sample-Rate": str(served.extra["sample_rate"])})
 
     @app.post("/v1/log_prob")
     async def log_prob(req: LogProbRequest, request: Request) -> dict[str, Any]:

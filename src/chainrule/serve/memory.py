@@ -78,9 +78,10 @@ def _per_position(w: Widths) -> int:
 
 def generate_bytes(served: ServedModel, prompt: str, num_samples: int, max_new_tokens: int,
                    no_repeat_ngram_size: int) -> int:
-    """Text generation: the cache (sized to the context; two while the window jumps forward and refills), the
-    prefill pass, the token history (copied as it grows), the n-gram comparison over the whole history, and the
-    per-step logits work."""
+    """Text generation: the cache (sized to the context) three times over (the request's own prefilled cache,
+    its rows in the model's continuous decode batch, and as many spare rows again in the batch's buffers, which
+    grow by doubling; a window jump refills the first while the second is held), the prefill pass, the token
+    history (copied as it grows), the n-gram comparison over the whole history, and the per-step logits work."""
     model = served.model
     b, vocab, context = num_samples, int(model.vocab_size), int(model.max_len)
     w = model_widths(model, vocab)
@@ -91,7 +92,7 @@ def generate_bytes(served: ServedModel, prompt: str, num_samples: int, max_new_t
         window = min(tokens + 1, context)
     else:
         window = min(max(prompt_tokens + 1, context // 2) if slides else prompt_tokens + 1, context)
-    cache = b * (context * w.cache + w.state) * FLOAT * (2 if slides else 1)
+    cache = b * (context * w.cache + w.state) * FLOAT * 3
     prefill = b * window * _per_position(w)
     history = 3 * b * tokens * LONG + prompt_tokens * 40  # the (B, L) buffer grown by doubling; the prompt ids
     ngram = b * tokens * (no_repeat_ngram_size + 8) if no_repeat_ngram_size else 0  # bool matches, float hits
@@ -114,6 +115,18 @@ def sample_bytes(served: ServedModel, num_samples: int) -> int:
         work = num_samples * positions * _per_position(w)
     grid = num_samples * positions * 64 * 3
     return _total(num_samples * positions * LONG + work + grid)
+
+
+def audio_bytes(served: ServedModel, num_samples: int, length: int) -> int:
+    """Audio sampling: ``length`` levels per waveform, the model's queues (``cache_bytes_per_sample``: every
+    layer's last ``dilation`` inputs), one step's activations and head parameters, the conditioning gates, and
+    the WAV's intermediate copies."""
+    model = served.model
+    w = model_widths(model, int(model.num_params_out))
+    queues = int(model.cache_bytes_per_sample())
+    gates = w.hidden * 2 * len(getattr(model, "dilations", ())) * FLOAT
+    wav = length * 32  # numpy levels, librosa's float64 expansion, the float32 wave and its joined copy, PCM twice
+    return _total(num_samples * (length * LONG + queues + gates + _per_position(w) + wav))
 
 
 def _history(served: ServedModel) -> int:

@@ -66,6 +66,7 @@ def install_openai(app: FastAPI) -> None:
     models, limits, worker pool and memory budget."""
     models: dict[str, ServedModel] = app.state.models
     limits, worker, budget = app.state.limits, app.state.worker, app.state.budget
+    generation = app.state.generation  # the native route's generation: same batch, limits and checks
     scorers: dict[tuple[str, int], MicroBatcher] = {}
     router = APIRouter(route_class=OpenAIRoute)
 
@@ -102,9 +103,11 @@ def install_openai(app: FastAPI) -> None:
                 "model": served.name}
 
         def start(i: int) -> tuple[Any, Any]:
-            """Prompt ``i``'s generation (the native one), seeded ``seed + i``, and what records its tokens."""
+            """Prompt ``i``'s generation (the native one, in the model's continuous batch), seeded ``seed + i``,
+            and what records its tokens."""
             view, rec = recording(served)
-            steps, _ = text.start_generation(view, prompts[i], req.generation_options((seed + i) % 2**63))
+            steps, _ = generation(view, prompts[i], req.generation_options((seed + i) % 2**63), job,
+                                  whole=not req.stream)
             return steps, rec
 
         if req.stream:
@@ -119,7 +122,7 @@ def install_openai(app: FastAPI) -> None:
                 out, rec = [""] * n, None
                 if new:
                     steps, rec = start(i)
-                    async for pieces in worker.iterate(steps, job):
+                    async for pieces in steps:
                         out = [t + p for t, p in zip(out, pieces, strict=True)]
                 texts.append(out)
                 reasons.append(finish_reasons(rec, n, req.stops()))
@@ -171,7 +174,7 @@ def install_openai(app: FastAPI) -> None:
                     rec = None
                     if req.new_tokens:
                         steps, rec = start(i)
-                        async for pieces in worker.iterate(steps, job):
+                        async for pieces in steps:
                             for j, piece in enumerate(pieces):
                                 if piece:
                                     yield _data(_chunk(meta, i * n + j, piece))

@@ -19,6 +19,7 @@ MAX_NEW_TOKENS = 1024
 MAX_SAMPLES = 64
 MAX_HISTORY = 10_000
 MAX_HORIZON = 10_000
+MAX_SECONDS = 60.0
 MAX_PROMPT_CHARS = 100_000
 MAX_NAME = 200
 
@@ -80,6 +81,8 @@ class Limits:
     max_new_tokens: int = MAX_NEW_TOKENS
     max_samples: int = MAX_SAMPLES
     max_history: int = MAX_HISTORY
+    #: seconds of audio one /v1/sample request may ask for (each waveform; generation is one step per sample)
+    max_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     timeout_s: float = 60.0
     #: forecasts (and series scoring) running at once; each holds a model thread for its whole run, so a cap
@@ -89,6 +92,8 @@ class Limits:
     max_request_bytes: int = 512 * 2**20
     #: estimated memory of all requests being worked on at once; more wait in line (503 at their deadline)
     memory_budget_bytes: int = 2048 * 2**20
+    #: samples decoded together in one text model's continuous batch (``chainrule.serve.continuous``)
+    max_batch_rows: int = 64
 
 
 class _Request(BaseModel):
@@ -118,10 +123,14 @@ class GenerateRequest(_Request):
 
 
 class SampleRequest(_Request):
-    """Draw images from an image model; the reply is one PNG grid."""
+    """Draw images from an image model (the reply is one PNG grid) or waveforms from an audio model (one 16-bit
+    WAV at the run's rate, several waveforms one after another)."""
 
     model: ModelName
-    num_samples: int = Field(16, ge=1, le=MAX_SAMPLES)
+    num_samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="images (default 16) or waveforms "
+                                                                            "(default 1)")
+    seconds: float | None = Field(None, gt=0.0, le=MAX_SECONDS,
+                                  description="audio models: seconds per waveform (default 1)")
     cls: int | Annotated[str, Field(max_length=MAX_NAME)] | None = Field(
         None, alias="class", description="class index or name (class-conditional models)")
     temperature: Annotated[float, AfterValidator(lambda t: limits.check_temperature(t, greedy=False))] = Field(

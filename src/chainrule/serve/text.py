@@ -10,6 +10,8 @@ import torch
 
 from chainrule.core.errors import ConfigError
 from chainrule.modalities.text.generation import GenerationConfig, stream_texts
+from chainrule.modalities.text.generation.loop import check_prompt
+from chainrule.modalities.text.generation.text import check_tokenizer
 from chainrule.serve.registry import ServedModel
 
 #: largest logits tensor (elements) one log-prob chunk may build
@@ -29,6 +31,16 @@ def start_generation(served: ServedModel, prompt: str, options: dict[str, Any]
     """
     cfg = GenerationConfig.from_options(**options)
     return stream_texts(served.model, served.tokenizer, prompt, cfg), cfg
+
+
+def prepare_generation(served: ServedModel, prompt: str, options: dict[str, Any]
+                       ) -> tuple[list[int], GenerationConfig]:
+    """The prompt's token ids and the checked options (:class:`ConfigError`), for the batched decode loop."""
+    cfg = GenerationConfig.from_options(**options)
+    check_tokenizer(served.model, served.tokenizer)
+    ids = [int(t) for t in served.tokenizer.encode(prompt)]
+    check_prompt(served.model, ids)
+    return ids, cfg
 
 
 def encode_texts(served: ServedModel, texts: list[str]) -> list[list[int]]:

@@ -97,13 +97,31 @@ class CausalSelfAttention(nn.Module):
 
     def step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
         """One new position ``h`` (B, D) attending to the cached keys/values of earlier positions.
-        Inference path: :func:`decode_weights` and rotary tables from the cache, no dropout."""
+        Inference path: :func:`decode_weights` and rotary tables from the cache, no dropout. A tensor
+        ``cache["pos"]`` gives each row its own position (rows of different lengths decoded together)."""
         pos, w = cache["pos"], cache["w"][layer]
+        if isinstance(pos, Tensor):
+            return self._ragged_step(h, cache, layer)
         rope = (cache["rope"][0][pos:pos + 1], cache["rope"][1][pos:pos + 1]) if self.rotary else None
         q, k, v = self.heads(row_linear(h, *w["qkv"]), rope)
         ks, vs = cache["k"][layer], cache["v"][layer]
         ks[:, :, pos:pos + 1], vs[:, :, pos:pos + 1] = k, v
         return self.attend(q, ks[:, :, :pos + 1], vs[:, :, :pos + 1], lambda y: row_linear(y, *w["proj"]),
+                           one_position=True)
+
+    def _ragged_step(self, h: Tensor, cache: dict[str, Any], layer: int) -> Tensor:
+        """:meth:`step` with per-row positions ``cache["pos"]`` (B,): each row writes its key/value at its own
+        slot and attends to its own earlier slots under a mask; ``cache["span"]`` (an int, more than every
+        position) bounds the slots read."""
+        pos, w, span = cache["pos"], cache["w"][layer], int(cache["span"])
+        rows = torch.arange(h.shape[0], device=h.device)
+        rope = (cache["rope"][0][pos].view(h.shape[0], 1, 1, -1),
+                cache["rope"][1][pos].view(h.shape[0], 1, 1, -1)) if self.rotary else None
+        q, k, v = self.heads(row_linear(h, *w["qkv"]), rope)
+        ks, vs = cache["k"][layer], cache["v"][layer]
+        ks[rows, :, pos], vs[rows, :, pos] = k[:, :, 0], v[:, :, 0]
+        visible = (torch.arange(span, device=h.device) <= pos[:, None]).view(h.shape[0], 1, 1, span)
+        return self.attend(q, ks[:, :, :span], vs[:, :, :span], lambda y: row_linear(y, *w["proj"]), visible,
                            one_position=True)
 
     def static_step(self, h: Tensor, slot: StaticSlot, keys: Tensor, values: Tensor) -> tuple[Tensor, ...]:
@@ -179,6 +197,12 @@ def kv_buffers(blocks: nn.ModuleList, batch_size: int, max_len: int, like: Tenso
     if len(blocks) and blocks[0].attn.rotary:
         out["rope"] = rotary_tables(torch.arange(max_len, device=like.device), blocks[0].attn.head_dim)
     return out
+
+
+def context_full(cache: dict[str, Any], max_len: int) -> bool:
+    """Whether the next step would write past ``max_len`` slots (per-row positions carry their ``span``)."""
+    pos = cache["pos"]
+    return int(cache["span"]) > max_len if isinstance(pos, Tensor) else pos >= max_len
 
 
 def run_blocks(blocks: nn.ModuleList, h: Tensor, cache: dict[str, Any] | None) -> Tensor:

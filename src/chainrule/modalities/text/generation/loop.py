@@ -65,19 +65,28 @@ class TokenContext:
 
     def push(self, token: Tensor) -> None:
         """Append the next token ``(B,)`` and compute the logits after it."""
+        if self.append(token):
+            return
+        if self.cached:
+            self._next, self.cache = self.decoder.step(token.unsqueeze(1), self.cache)
+        else:
+            self._next = self._recompute()
+
+    def append(self, token: Tensor) -> bool:
+        """Append the next token ``(B,)``; True when the window jumped forward, which rebuilt the logits (and
+        cache) already. Otherwise the caller computes the logits after it (:meth:`push` does; a batched decoder
+        steps many contexts' caches at once)."""
         if self._length == self._buffer.shape[1]:
             grown = self._buffer.new_zeros(self._buffer.shape[0], max(2 * self._length, 16))
             grown[:, :self._length] = self._buffer
             self._buffer = grown
         self._buffer[:, self._length] = token
         self._length += 1
-        if self.tokens.shape[1] - self.start > self.window:  # full: jump the window forward
-            self.start = self.tokens.shape[1] - self.keep
+        if self._length - self.start > self.window:  # full: jump the window forward
+            self.start = self._length - self.keep
             self._next = self._prefill() if self.cached else self._recompute()
-        elif self.cached:
-            self._next, self.cache = self.decoder.step(token.unsqueeze(1), self.cache)
-        else:
-            self._next = self._recompute()
+            return True
+        return False
 
     def context(self) -> Tensor:
         """The tokens in the current window, ``(B, L)`` with ``L <= max_len - 1``: what the model sees."""

@@ -124,9 +124,21 @@ def process_logits(logits: Tensor, tokens: Tensor, cfg: GenerationConfig) -> Ten
 
 
 def choose_tokens(logits: Tensor, cfg: GenerationConfig, generator: torch.Generator | None = None) -> Tensor:
-    """Next token ``(B,)`` from processed logits: argmax at temperature 0 (no random draw), otherwise one
-    multinomial draw per row from their softmax."""
+    """Next token ``(B,)`` from processed logits: argmax at temperature 0 (no random draw), otherwise one draw
+    per row from their softmax (:func:`race`)."""
     if cfg.temperature == 0:
         return logits.argmax(1)
     probs = torch.softmax(logits, dim=1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return race(probs, race_noise(probs, generator))
+
+
+def race_noise(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The random numbers of one draw per row of ``probs``: an ``Exp(1)`` variable per token, from ``generator``."""
+    return torch.empty_like(probs).exponential_(1, generator=generator)
+
+
+def race(probs: Tensor, noise: Tensor) -> Tensor:
+    """The token of each row whose ``probs / noise`` is largest: with ``Exp(1)`` noise, token ``i`` wins with
+    probability ``probs[i]`` (the exponential race; ``torch.multinomial`` draws one sample this way, from the same
+    random numbers). Written out so rows of many generations can race at once, each with its own noise."""
+    return (probs / noise).argmax(1)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.attention import Block, kv_buffers, layer_norm, run_blocks, step_blocks
+from chainrule.core.nn.attention import Block, context_full, kv_buffers, layer_norm, run_blocks, step_blocks
 from chainrule.core.nn.recurrent import recurrent_step
 from chainrule.modalities.text.models.sequence import SequenceModel
 from chainrule.modalities.text.models.transformer import prefill_kv
@@ -56,7 +56,7 @@ class HybridLM(SequenceModel):
                 **kv_buffers(self.blocks, batch_size, self.max_len, self.token_embedding.weight)}
 
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        if cache["pos"] >= self.max_len:
+        if context_full(cache, self.max_len):
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
         h, cache["state"] = recurrent_step(self.rnn, self.step_input(x_prev, cache), cache["state"])
         h = step_blocks(self.blocks, h, cache)

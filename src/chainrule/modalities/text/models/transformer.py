@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from chainrule.core.errors import ConfigError
 from chainrule.core.heads.base import Head
-from chainrule.core.nn.attention import Block, gpt_init, kv_buffers, layer_norm, run_blocks, step_blocks
+from chainrule.core.nn.attention import Block, context_full, gpt_init, kv_buffers, layer_norm, run_blocks, step_blocks
 from chainrule.modalities.text.models.sequence import SequenceModel
 
 
@@ -81,7 +81,7 @@ class Transformer(SequenceModel):
                 **kv_buffers(self.blocks, batch_size, self.max_len, self.token_embedding.weight)}
 
     def step(self, x_prev: Tensor | None, cache: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        if cache["pos"] >= self.max_len:
+        if context_full(cache, self.max_len):
             raise ValueError(f"{self.name}: context of {self.max_len} positions is full")
         h = self.step_input(x_prev, cache)[:, 0]
         if self.position_embedding is not None:
