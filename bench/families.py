@@ -30,7 +30,7 @@ from chainrule.modalities.registry import model_class
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 DATASETS = {"digits": [], "mnist-subset": ["data.binarize=static"], "fashion-mnist": ["data.binarize=static"]}
-MODELS = ["vae", "realnvp", "maf", "ddpm", "gan", "made", "pixelcnn"]
+MODELS = ["vae", "pixel_vae", "realnvp", "maf", "ddpm", "gan", "made", "pixelcnn"]
 
 
 def overrides_for(model: str, steps: int, quick: bool) -> list[str]:
@@ -41,6 +41,14 @@ def overrides_for(model: str, steps: int, quick: bool) -> list[str]:
     return sets
 
 
+def finished(run_dir: Path, steps: int) -> bool:
+    """A run an earlier invocation completed with the same number of steps."""
+    summary = run_dir / "summary.json"
+    if not summary.is_file():
+        return False
+    return json.loads(summary.read_text()).get("steps") == steps
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
@@ -49,6 +57,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="samples per model for the quality figures")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny models, 5 steps, digits, 64 samples")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep a model's finished run from an earlier invocation (same steps) instead of retraining it")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     datasets, models = a.datasets.split(","), a.models.split(",")
@@ -62,6 +72,10 @@ def main() -> None:
         runs = []
         for m in models:
             run_dir = runs_root / f"{ds}-{m}"
+            if a.reuse and finished(run_dir, steps):
+                print(f"{ds} {m}: reusing {run_dir.relative_to(ROOT)}", flush=True)
+                runs.append(run_dir)
+                continue
             shutil.rmtree(run_dir, ignore_errors=True)
             start = time.perf_counter()
             api.train(ds, m, overrides=DATASETS[ds] + overrides_for(m, steps, a.quick), run_dir=run_dir)
@@ -72,9 +86,16 @@ def main() -> None:
             r["grid"] = Path(r["grid"]).resolve().relative_to(ROOT).as_posix()
         board[ds] = rows
         print(f"\n## {ds}\n\n{format_table(rows)}\n", flush=True)
-    settings = {"steps": steps, "batch_size": "the image default (64)", "samples": samples, "threads": a.threads,
-                "speed": "measured under load unless stated otherwise"}
+    setting = {"steps": steps, "batch_size": "the image default (64)", "samples": samples, "threads": a.threads,
+               "speed": "measured under load unless stated otherwise"}
+    settings = {ds: setting for ds in board}
     out = HERE / "results" / f"families{suffix}.json"
+    if out.exists():  # a run over some datasets keeps the rows (and settings) of the others
+        old = json.loads(out.read_text())
+        kept = [ds for ds in old.get("leaderboard", {}) if ds not in board]
+        board = {**{ds: old["leaderboard"][ds] for ds in kept}, **board}
+        previous = old.get("settings", {})
+        settings = {**{ds: previous.get(ds, previous) for ds in kept}, **settings}
     out.write_text(json.dumps({"settings": settings, "leaderboard": board}, indent=2) + "\n")
     md = "\n\n".join(f"### {ds}\n\n{format_table(rows)}" for ds, rows in board.items())
     (HERE / "results" / f"families{suffix}.md").write_text(md + "\n")

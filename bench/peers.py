@@ -41,7 +41,8 @@ PRESSURE_LIMIT = 5.0  # % of time some task waited for a CPU (avg10) above which
 NANOGPT_TRAIN = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                  "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
                  "--n_embd=128", "--dropout=0.0", "--eval_interval={eval_every}", "--max_iters={steps}",
-                 "--lr_decay_iters={steps}", "--warmup_iters={warmup}"]
+                 "--lr_decay_iters={steps}", "--warmup_iters={warmup}",
+                 "--always_save_checkpoint=True"]  # the final model, scored by bench/peers_val.py
 CHAINRULE_TRAIN = ["data.tokenizer=char", "data.context=64", "train.batch_size=12", "train.steps={steps}",
                    "train.lr=1e-3", "train.min_lr_ratio=0.1", "train.warmup_steps={warmup}",
                    "train.weight_decay=0.1", "train.betas=[0.9, 0.99]", "train.grad_clip=64",
@@ -248,6 +249,11 @@ def main() -> None:
         train = alternate({"nanoGPT": lambda: nanogpt_train(nano, steps, eval_every, warmup, a.threads),
                            "chainrule": lambda: chainrule_train(a.corpus, steps, eval_every, warmup, a.threads,
                                                                 work, [])}, repeats)
+        print("== both final models on the same held-out characters (bench/peers_val.py)", flush=True)
+        same_val = json.loads(measure([sys.executable, str(HERE / "peers_val.py"), "--nanogpt", str(nano),
+                                       "--run", str(work / "chainrule-run"), "--corpus", str(a.corpus)],
+                                      child_env(a.threads))["stdout"].strip().splitlines()[-1])
+        print(json.dumps(same_val), flush=True)
         print(f"== generation, {tokens} tokens at batch 1, context {GEN_SHAPE['context']}", flush=True)
         sides = {"nanoGPT": lambda: nanogpt_generate(nano, tokens, a.threads)}
         for engine in a.engines.split(","):
@@ -261,6 +267,8 @@ def main() -> None:
                  "pressure_at_start": start_pressure, "pressure_at_end": cpu_pressure(),
                  "val_loss_note": "nats/char at the last evaluation: nanoGPT over 20 random batches of the val "
                                   "split, chainrule over the whole val split (every position of each window)"},
+        "same_val": {**same_val, "note": "nats/char of characters 2..64 of every non-overlapping 64-character "
+                                         "val window, both final models (bench/peers_val.py)"},
         "train": ratio_rows(train, "tokens_per_s", "nanoGPT"),
         "train_loop": ratio_rows(train, "loop_tokens_per_s", "nanoGPT"),
         "generate": ratio_rows(generate, "tokens_per_s", "nanoGPT"),

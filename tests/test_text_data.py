@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from chainrule.core.data.token_windows import epoch_offset
+from chainrule.core.data.token_windows import window_phases
 from chainrule.core.errors import ConfigError, DataError
 from chainrule.modalities.datasets import DATASETS, dataset_kind, load_dataset, load_splits, resolve
 from chainrule.modalities.text.data import sources as text_sources
@@ -114,8 +114,8 @@ def test_windows_are_slices_of_the_stream(corpus, tmp_path: Path) -> None:
         idx = torch.tensor([0, 5, len(train) - 1, 5])
         x, y = train.get(idx)
         assert y is None and x.dtype == torch.long and x.shape == (4, 1, 40)
-        for row, i in zip(x, idx.tolist(), strict=True):
-            start = train.offset + i * 40
+        for row, i, start in zip(x, idx.tolist(), train.starts(idx.numpy()), strict=True):
+            assert i * 40 <= start < (i + 1) * 40
             assert row[0].tolist() == stream[start:start + 40].tolist()
         short, _ = train.get(idx, length=9)
         assert torch.equal(short, x[..., :9])
@@ -125,38 +125,45 @@ def test_windows_are_slices_of_the_stream(corpus, tmp_path: Path) -> None:
         train.get(torch.tensor([0]), length=41)
 
 
-def test_length_is_the_same_for_every_offset() -> None:
+def test_length_is_the_same_for_every_phase() -> None:
     n, context = 1000, 64
     ds = TextDataset(np.arange(n, dtype=np.uint16), ByteTokenizer(), context, name="t", split="train", n_chars=n,
                      n_bytes=n)
     assert len(ds) == (n - context + 1) // context
-    for offset in (0, context - 1):
-        ds.offset = offset
+    seen_last = set()
+    for epoch in range(200):  # every window at every epoch fits, the largest phases included
+        ds.set_epoch(epoch)
         x, _ = ds.get(torch.arange(len(ds)))
-        assert x.shape == (len(ds), 1, context)
-        assert x[-1, 0, -1].item() == offset + len(ds) * context - 1 < n
+        assert x.shape == (len(ds), 1, context) and x.max().item() < n
+        seen_last.add(x[-1, 0, 0].item() - (len(ds) - 1) * context)
+    assert max(seen_last) == context - 1 and min(seen_last) == 0
     held_out = TextDataset(np.arange(n, dtype=np.uint16), ByteTokenizer(), context, name="t", split="val",
                            n_chars=n, n_bytes=n, shift=False)
     assert len(held_out) == n // context
 
 
-def test_set_epoch_offsets_are_deterministic(corpus, tmp_path: Path) -> None:
+def test_window_phases_are_deterministic_and_vary(corpus, tmp_path: Path) -> None:
     path, _ = corpus
     a = splits_of(path, tmp_path / "cache", context=50, seed=1)
     b = splits_of(path, tmp_path / "cache", context=50, seed=1)
-    offsets = []
+    idx = np.arange(len(a["train"]))
+    phases = {}
     for epoch in [3, 0, 9, 3, 1, 0]:
         a["train"].set_epoch(epoch)
         b["train"].set_epoch(epoch)
-        assert a["train"].offset == b["train"].offset == epoch_offset(1, epoch, 50)
-        assert 0 <= a["train"].offset < 50
+        assert np.array_equal(a["train"].starts(idx), b["train"].starts(idx))
+        assert np.array_equal(a["train"].starts(idx) - idx * 50, window_phases(1, epoch, idx, 50))
         assert torch.equal(a["train"].get(torch.arange(4))[0], b["train"].get(torch.arange(4))[0])
-        offsets.append(a["train"].offset)
+        # a window's phase does not depend on which other windows are drawn with it
+        assert np.array_equal(a["train"].starts(idx[::-3]), a["train"].starts(idx)[::-3])
+        phases.setdefault(epoch, []).append(tuple(a["train"].starts(idx) - idx * 50))
         a["val"].set_epoch(epoch)
-        assert a["val"].offset == 0  # held-out windows never move
-    assert offsets[0] == offsets[3] and offsets[1] == offsets[5]
-    assert len({epoch_offset(1, e, 50) for e in range(20)}) > 1
-    assert [epoch_offset(1, e, 50) for e in range(20)] != [epoch_offset(2, e, 50) for e in range(20)]
+        assert np.array_equal(a["val"].starts(idx), idx * 50)  # held-out windows never move
+    assert all(len(set(p)) == 1 for p in phases.values())
+    one_epoch = window_phases(1, 0, np.arange(1000), 50)
+    assert one_epoch.min() >= 0 and one_epoch.max() < 50 and len(set(one_epoch.tolist())) > 40  # windows differ
+    assert not np.array_equal(one_epoch, window_phases(1, 1, np.arange(1000), 50))  # epochs differ
+    assert not np.array_equal(one_epoch, window_phases(2, 0, np.arange(1000), 50))  # seeds differ
 
 
 def test_context_larger_than_split_is_an_error(corpus, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """A music split as the trainer's indexed dataset: windows of ``context`` tokens from the split's token stream.
 
 The pieces of a split are encoded and joined end to end (REMI pieces are delimited by BOS/EOS; melody pieces
-are whole segments). On the train split ``set_epoch(e)`` shifts every window boundary by an offset that is a
-function of ``(seed, e)`` only (a multiple of the segment length for the melody grid, so windows always start
+are whole segments). On the train split each window of each epoch has its own phase, a function of
+``(seed, epoch, window)`` only (a multiple of the segment length for the melody grid, so windows always start
 on a bar line); held-out windows never move, so evaluations compare.
 """
 

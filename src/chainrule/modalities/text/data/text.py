@@ -10,9 +10,9 @@ split only** (``vocab_size``, default 1024); ``byte`` needs no fitting. ``tokeni
 tokenizer JSON instead (e.g. a run's own ``tokenizer.json``). Fitted tokenizers and token streams are cached
 (see :mod:`chainrule.modalities.text.data.token_cache`).
 
-A :class:`TextDataset` serves non-overlapping windows. On the train split ``set_epoch(e)`` shifts every window
-boundary by an offset in ``[0, context)`` that depends only on ``(seed, e)``, so each epoch sees different
-cuts; val and test windows are fixed (offset 0) so evaluations are comparable.
+A :class:`TextDataset` serves windows of ``context`` tokens (:mod:`chainrule.core.data.token_windows`). On the
+train split every window of every epoch has its own phase, a function of ``(seed, epoch, window)`` only, so each
+epoch sees different cuts; val and test windows are fixed blocks so evaluations are comparable.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ class TextDataset(TokenWindows):
     """Windows of ``context`` tokens from one split's token stream (the trainer's dataset protocol).
 
     ``get(indices, length=None)`` returns ``(x, None)``, x long ``(b, 1, length or context)``: window ``i``
-    starts at token ``offset + i * context`` and a shorter ``length`` takes its first ``length`` tokens.
-    ``len`` is the number of whole windows for every possible offset, so it does not change between epochs.
+    starts at token ``starts(i)`` and a shorter ``length`` takes its first ``length`` tokens.
+    ``len`` is the number of whole windows for every possible phase, so it does not change between epochs.
     """
 
     def __init__(self, tokens: np.ndarray, tokenizer: Tokenizer, context: int, *, name: str, split: str,
@@ -77,7 +77,7 @@ class TextDataset(TokenWindows):
         self.seed, self.shift = seed, shift
         self.info = dict(info or {})
         self.class_names: list[str] = []
-        self.epoch, self.offset = 0, 0
+        self.epoch = 0
         self.set_epoch(0)
 
     # -------------------------------------------------------------- protocol used by the trainer
@@ -121,7 +121,7 @@ def text_dataset(corpus: TextCorpus, split: str, *, cache_name: str, tokenizer: 
                      n_bytes=stream.n_bytes, seed=seed, shift=split == "train", info=info)
     if len(ds) == 0:
         raise DataError(f"{corpus.name}: the {split} split has {ds.n_tokens:,} tokens, not enough for one window of "
-                        f"context {context}{' at every epoch offset' if ds.shift else ''}; lower data.context or "
+                        f"context {context}{' at every window phase' if ds.shift else ''}; lower data.context or "
                         f"use a bigger corpus")
     return ds
 
