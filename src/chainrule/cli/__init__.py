@@ -1,6 +1,6 @@
 """Command-line interface: ``chainrule train | eval | sample | complete | generate | interpolate | import |
 forecast | serve | export | compress | decompress | score | features | background | models | datasets | demo |
-leaderboard``.
+leaderboard | adversarial``.
 
 Each command group is one module exposing ``add_parser(sub, fmt)`` and ``run(args)``; options several commands
 share come from :mod:`chainrule.cli.options`. Command modules import torch and the library only inside ``run``,
@@ -40,6 +40,9 @@ COMMANDS = {
     "datasets": "chainrule.cli.catalog",
     "demo": "chainrule.cli.demo",
     "leaderboard": "chainrule.cli.leaderboard",
+    "tts-train": "chainrule.cli.speak",
+    "speak": "chainrule.cli.speak",
+    "adversarial": "chainrule.cli.adversarial",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from chainrule.core.data.splits import SPLITS, check_split
 from chainrule.core.errors import ConfigError
 from chainrule.modalities.audio.data.dataset import AudioDataset
+from chainrule.modalities.audio.data.mel_frames import load_speech_mel
 from chainrule.modalities.audio.data.sources import load_audiofolder, load_music_audio, load_speech
 from chainrule.modalities.image.conditioning import parse_task
 from chainrule.modalities.image.data.base import ImageDataset
@@ -50,6 +51,8 @@ DATASETS: dict[str, tuple[Loader, str]] = {
     "textfile": (load_textfile, "text: textfile:PATH, a UTF-8 file or every *.txt file under a folder"),
     "speech": (load_speech, "audio: 568 studio prompts, one speaker, 8 kHz; by prompt train 483 (21.5 min), val 28 "
                             "(2.2 min), test 57 (1.9 min) (Debian asterisk-core-sounds-en-wav)"),
+    "speech-mel": (load_speech_mel, "audio: the speech crops with their log-mel frames (local conditioning of a "
+                                    "WaveNet vocoder; model.local_channels=40 model.local_hop=100)"),
     "music-audio": (load_music_audio, "audio: 5 music tracks, 8 kHz, 18.4 min; by time 80/10/10 (14.8/1.8/1.8 min) "
                                       "(Debian asterisk-moh-opsound-wav)"),
     "audiofolder": (load_audiofolder, "audio: audiofolder:PATH, WAV/FLAC/OGG files, classes from sub-folders"),
@@ -60,8 +63,9 @@ DATASETS: dict[str, tuple[Loader, str]] = {
 
 #: "image" unless listed here
 DATASET_KINDS: dict[str, str] = {"shakespeare": "text", "tinyshakespeare": "text", "textfile": "text",
-                                 "speech": "audio", "music-audio": "audio", "audiofolder": "audio",
-                                 "chorales": "music", "folksongs": "music", "midifolder": "music"}
+                                 "speech": "audio", "speech-mel": "audio", "music-audio": "audio",
+                                 "audiofolder": "audio", "chorales": "music", "folksongs": "music",
+                                 "midifolder": "music"}
 
 ALIASES = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "mnist5k": "mnist-subset",
            "tinyshakespeare": "tinyshakespeare"}

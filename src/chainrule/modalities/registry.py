@@ -27,6 +27,7 @@ MODELS: dict[tuple[str, str], str] = {
     ("image", "pixelsnail"): "chainrule.modalities.image.models.pixelsnail:PixelSNAIL",
     ("image", "conditional_pixelcnn"): "chainrule.modalities.image.models.conditional_pixelcnn:ConditionalPixelCNN",
     ("image", "vae"): "chainrule.modalities.image.models.vae:VAE",
+    ("image", "pixel_vae"): "chainrule.modalities.image.models.pixel_vae:PixelVAE",
     ("image", "realnvp"): "chainrule.modalities.image.models.realnvp:RealNVP",
     ("image", "maf"): "chainrule.modalities.image.models.maf:MAF",
     ("image", "ddpm"): "chainrule.modalities.image.models.ddpm:DDPM",

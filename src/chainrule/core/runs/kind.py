@@ -16,6 +16,7 @@ class RunKind(str, Enum):
     SERIES = "timeseries"
     AUDIO = "audio"
     MUSIC = "music"  # token sequences of scores: the text language models on a music vocabulary
+    TTS = "tts"  # text-to-mel models (modalities/audio/models/tacotron.py), trained and used by chainrule.tts
 
     def __str__(self) -> str:
         return self.value
