@@ -114,6 +114,12 @@ def test_hostile_values_are_a_4xx_naming_the_field_and_the_server_keeps_serving(
     assert ok.status_code == 200 and ok.headers["content-type"] == "audio/wav"
 
 
+def test_log_prob_on_an_audio_run_is_a_4xx_naming_the_kind(models):
+    app = create_app(models)
+    r = call(app, "POST", "/v1/log_prob", {"model": "speech", "images": [[[0, 1]]]})
+    assert r.status_code == 422 and "audio model" in r.text and "images" not in r.json()["detail"]
+
+
 def test_the_web_page_plays_the_returned_wav(runs, tmp_path):
     """The page's Audio tab posts to /v1/sample and loads the WAV into its player (allowed by the page's CSP)."""
     with running_server([runs["speech"]], tmp_path / "server.log") as base, chromium() as browser:

@@ -309,6 +309,9 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, thr
                 results = await batcher(served).submit(ids, job.deadline)
             for r, tok in zip(results, ids, strict=True):
                 r["tokens"] = text.token_strings(served, tok)
+        elif served.kind is not RunKind.IMAGE:
+            raise HTTPException(422, f"model {served.name!r} is an {served.kind.value} model: /v1/log_prob scores "
+                                     "text, image and series models ('chainrule eval' scores the others)")
         else:
             if req.images is None or req.texts is not None:
                 raise HTTPException(422, f"model {served.name!r} is an image model: send 'images' "
