@@ -49,6 +49,22 @@ def finished(run_dir: Path, steps: int) -> bool:
     return json.loads(summary.read_text()).get("steps") == steps
 
 
+def save(stem: Path, board: dict[str, list[dict]], settings: dict[str, dict]) -> Path:
+    """Write ``stem``.json and .md, keeping the rows (and settings) of datasets this run did not touch."""
+    out = stem.with_suffix(".json")
+    if out.exists():
+        old = json.loads(out.read_text())
+        kept = [ds for ds in old.get("leaderboard", {}) if ds not in board]
+        board = {**{ds: old["leaderboard"][ds] for ds in kept}, **board}
+        previous = old.get("settings", {})
+        settings = {**{ds: previous.get(ds, previous) for ds in kept}, **settings}
+    out.write_text(json.dumps({"settings": settings, "leaderboard": board}, indent=2) + "\n")
+    md = "\n\n".join(f"### {ds}\n\n{format_table(rows)}" for ds, rows in board.items())
+    stem.with_suffix(".md").write_text(md + "\n")
+    print(f"wrote {out.relative_to(ROOT)}", flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
@@ -67,7 +83,6 @@ def main() -> None:
         datasets, steps, samples, suffix = ["digits"], 5, 64, "-quick"
     runs_root = HERE / "runs" / f"families{suffix}"
     grids = HERE / "results" / f"families{suffix}"
-    board: dict[str, list[dict]] = {}
     for ds in datasets:
         runs = []
         for m in models:
@@ -84,22 +99,10 @@ def main() -> None:
         rows = leaderboard(ds, runs, samples=samples, grids=grids)
         for r in rows:
             r["grid"] = Path(r["grid"]).resolve().relative_to(ROOT).as_posix()
-        board[ds] = rows
         print(f"\n## {ds}\n\n{format_table(rows)}\n", flush=True)
-    setting = {"steps": steps, "batch_size": "the image default (64)", "samples": samples, "threads": a.threads,
-               "speed": "measured under load unless stated otherwise"}
-    settings = {ds: setting for ds in board}
-    out = HERE / "results" / f"families{suffix}.json"
-    if out.exists():  # a run over some datasets keeps the rows (and settings) of the others
-        old = json.loads(out.read_text())
-        kept = [ds for ds in old.get("leaderboard", {}) if ds not in board]
-        board = {**{ds: old["leaderboard"][ds] for ds in kept}, **board}
-        previous = old.get("settings", {})
-        settings = {**{ds: previous.get(ds, previous) for ds in kept}, **settings}
-    out.write_text(json.dumps({"settings": settings, "leaderboard": board}, indent=2) + "\n")
-    md = "\n\n".join(f"### {ds}\n\n{format_table(rows)}" for ds, rows in board.items())
-    (HERE / "results" / f"families{suffix}.md").write_text(md + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+        setting = {"steps": steps, "batch_size": "the image default (64)", "samples": samples,
+                   "threads": a.threads, "speed": "measured under load unless stated otherwise"}
+        save(HERE / "results" / f"families{suffix}", {ds: rows}, {ds: setting})  # after every dataset
 
 
 if __name__ == "__main__":
