@@ -78,8 +78,9 @@ class PixelCNN(AutoregressiveModel):
         self.out = nn.Conv2d(output_channels, self.num_params_out, 1)
 
     def network(self, inputs: Tensor, cond: Tensor | None = None) -> Tensor:
-        # channels-last maps: the convolution kernels take them without reordering on every call
-        h = self.input_conv(inputs).contiguous(memory_format=torch.channels_last)
+        # (channels-last maps were tried: memory-format copies are not allowed under vmap, which the per-example
+        # Fisher scores use, and the gain was within noise)
+        h = self.input_conv(inputs)
         biases: Sequence[Tensor | None] = [None] * (len(self.blocks) + 1)
         if cond is not None and self.cond_bias is not None:
             biases = self.cond_bias(cond, spatial_dims=2).chunk(len(self.blocks) + 1, dim=1)
@@ -87,7 +88,7 @@ class PixelCNN(AutoregressiveModel):
             h = h + biases[0]
         for block, bias in zip(self.blocks, biases[1:], strict=True):
             h = block(h if bias is None else h + bias)
-        return self.out(F.relu(self.out_hidden(F.relu(h)), inplace=True)).contiguous()
+        return self.out(F.relu(self.out_hidden(F.relu(h)), inplace=True))
 
     # ------------------------------------------------------------------ incremental decoding
     def _biases(self, cond: Tensor | None) -> list[Tensor | None]:
