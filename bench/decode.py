@@ -21,18 +21,13 @@ import time
 from pathlib import Path
 
 import torch
+from peers import cpu_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
 
 from chainrule.modalities.registry import build_model
 from chainrule.modalities.text.generation.engine import Decoder
 
 HERE = Path(__file__).resolve().parent
 
-
-def cpu_pressure() -> float | None:
-    try:
-        return float(Path("/proc/pressure/cpu").read_text().split("avg10=")[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def time_engine(model: torch.nn.Module, engine: str, tokens: int) -> dict:

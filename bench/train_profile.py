@@ -24,18 +24,13 @@ import time
 from pathlib import Path
 
 import torch
+from peers import cpu_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
 
 from chainrule.modalities.registry import build_model
 
 HERE = Path(__file__).resolve().parent
 BATCH, CONTEXT, VOCAB = 12, 64, 65
 
-
-def cpu_pressure() -> float | None:
-    try:
-        return float(Path("/proc/pressure/cpu").read_text().split("avg10=")[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def chainrule_step():
