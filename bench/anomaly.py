@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from results_files import write_results  # bench/ is on the path
 
 from chainrule.modalities.series import api
 from chainrule.modalities.series.anomaly import detection_metrics, one_step_log_probs, rolling_zscore
@@ -96,12 +97,7 @@ def main() -> None:
     rows = [bench_series(n, seconds, per_kind, a.seed) for n in names]
     for r in rows:
         print(json.dumps(r, indent=2))
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    suffix = "-quick" if a.quick else ""
-    (results / f"anomaly{suffix}.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    (results / f"anomaly{suffix}.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    write_results("anomaly", a.quick, {"rows": rows}, table(rows))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from peers import cpu_pressure
 from serve import ensure_text_run
 
 HERE = Path(__file__).resolve().parent
@@ -80,8 +81,7 @@ def main() -> None:
            "tokens_per_s": rate, "spread_s": {k: [round(min(v), 3), round(max(v), 3)] for k, v in times.items()},
            "ratio": round(rate["batched"] / rate["one_by_one"], 2),
            "params": sum(q.numel() for q in model.parameters()),
-           "cpu_pressure": Path("/proc/pressure/cpu").read_text().splitlines()[0] if Path("/proc/pressure/cpu").exists()
-           else None,
+           "cpu_pressure_avg10": cpu_pressure(),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
                       f"torch {torch.__version__}"}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_files import write_results  # bench/ is on the path
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -113,12 +114,7 @@ def main() -> None:
                 for n in a.datasets.split(",")]
     for r in rows:
         print(json.dumps(r, indent=2))
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    suffix = "-quick" if a.quick else ""
-    (results / f"fisher{suffix}.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    (results / f"fisher{suffix}.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    write_results("fisher", a.quick, {"rows": rows}, table(rows))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_files import result_path, write_results  # bench/ is on the path
 from sklearn.metrics import roc_auc_score
 
 from chainrule import api, ood
@@ -169,16 +170,11 @@ def main() -> None:
                      "run": fg.path.relative_to(ROOT).as_posix(), "background": bg.path.relative_to(ROOT).as_posix(),
                      "data": fg.spec["data"], **res})
         print(json.dumps(rows[-1], indent=2))
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    suffix = "-quick" if a.quick else ""
-    path = results / f"ood{suffix}.json"
+    path = result_path("ood", a.quick)
     if path.exists():  # keep the rows of parts not run this time
         rows = [r for r in json.loads(path.read_text())["rows"] if r["pair"] not in {x["pair"] for x in rows}] + rows
         rows.sort(key=lambda r: not r["pair"].startswith("fashion"))
-    path.write_text(json.dumps({"rows": rows, "published": PUBLISHED}, indent=2) + "\n")
-    (results / f"ood{suffix}.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    write_results("ood", a.quick, {"rows": rows, "published": PUBLISHED}, table(rows))
 
 
 if __name__ == "__main__":
