@@ -3,7 +3,14 @@
 Both sides run on the same corpus (character-level tiny Shakespeare), the same configuration (nanoGPT's CPU
 recipe: 4 layers, 4 heads, 128 dims, context 64, batch 12, lr 1e-3 -> 1e-4, dropout 0, evaluation every 250
 steps) and the same thread count, each measurement in its own fresh process, alternating sides within one run,
-so only the ratios matter (absolute speeds vary between machines by up to 2x). Every figure is the median over
+so only the ratios matter (absolute speeds vary between machines by up to 2x).
+
+Evaluation volume is matched: each nanoGPT evaluation estimates ``eval_iters=20`` batches of 12 windows of train
+and of val (480 windows of forward work); chainrule evaluates val only, so by default it scores a fixed seeded
+subset of 480 validation windows (``train.eval_max_windows=480``; ``--eval-windows``). ``--full-eval`` restores
+the whole-split evaluation (1,742 windows of 64 characters, every time). ``--compile`` adds a measured row for
+chainrule with ``train.compile=true``; its compilation time (``compile_seconds`` of the run's summary) is reported
+apart, and its ``*_excl_compile`` figures leave it out. Every figure is the median over
 ``--repeats`` with its spread; the machine's CPU pressure (``/proc/pressure/cpu``, avg10) is read before and
 after each measurement and any measurement taken under pressure is marked as such.
 
@@ -12,6 +19,8 @@ The peers are never imported by chainrule: the nanoGPT folder is copied to a tem
 
     python bench/peers.py --peers ../shared/peers --corpus path/to/tinyshakespeare/input.txt
     python bench/peers.py --peers ../shared/peers --corpus input.txt --quick     # a few iterations, to check it runs
+    python bench/peers.py --peers ../shared/peers --corpus input.txt --compile   # + chainrule's compiled step
+    python bench/peers.py --peers ../shared/peers --corpus input.txt --full-eval # whole-split evaluation
 
 Writes bench/results/peers.json (``peers-quick.json`` with ``--quick``).
 """
@@ -49,6 +58,8 @@ CHAINRULE_TRAIN = ["data.tokenizer=char", "data.context=64", "train.batch_size=1
                    "train.eval_every={eval_every}", "train.checkpoint_every=0", "train.log_every=100",
                    "train.progress=false", "model.embed_dim=128", "model.num_layers=4", "model.num_heads=4",
                    "model.dropout=0", "model.bias=false"]
+#: nanoGPT's forward volume per evaluation: eval_iters=20 batches x batch 12 x (train + val) = 480 windows
+MATCHED_EVAL_WINDOWS = 20 * 12 * 2
 #: generation: the 0.8 M model at context 256 (fresh weights: this measures speed only), batch 1
 GEN_SHAPE = {"layers": 4, "heads": 4, "dims": 128, "context": 256, "vocab": 65}
 
@@ -112,12 +123,12 @@ def nanogpt_train(nano: Path, steps: int, eval_every: int, warmup: int, threads:
     out["loop_seconds"] = sum(float(ms) for ms in re.findall(r"^iter \d+: .*time ([\d.]+)ms", log, re.M)) / 1000
     out["tokens_per_s"] = steps * 12 * 64 / out["wall_seconds"]
     out["loop_tokens_per_s"] = steps * 12 * 64 / out["loop_seconds"] if out["loop_seconds"] else None
+    out.update(without_compile(out, 0.0, steps * 12 * 64))
     return out
 
 
-def chainrule_train(corpus: Path, steps: int, eval_every: int, warmup: int, threads: int, work: Path,
+def chainrule_train(corpus: Path, steps: int, eval_every: int, warmup: int, threads: int, run_dir: Path,
                     extra: list[str]) -> dict:
-    run_dir = work / "chainrule-run"
     shutil.rmtree(run_dir, ignore_errors=True)
     overrides = [f"data.path={corpus}", f"train.num_threads={threads}", *extra,
                  *(o.format(steps=steps, eval_every=eval_every, warmup=warmup) for o in CHAINRULE_TRAIN)]
@@ -131,7 +142,19 @@ def chainrule_train(corpus: Path, steps: int, eval_every: int, warmup: int, thre
     out["loop_seconds"] = summary.get("wall_time")  # the training loop with its evaluations
     out["tokens_per_s"] = steps * 12 * 64 / out["wall_seconds"]
     out["loop_tokens_per_s"] = steps * 12 * 64 / out["loop_seconds"] if out["loop_seconds"] else None
+    out["val_examples"] = summary.get("val_examples")  # windows each evaluation scored, of val_split_examples
+    out["val_split_examples"] = summary.get("val_split_examples")
+    out.update(without_compile(out, summary.get("compile_seconds") or 0.0, steps * 12 * 64))
     return out
+
+
+def without_compile(out: dict, compile_seconds: float, tokens: int) -> dict:
+    """The compiled step's first call compiles: the same throughputs with that time left out (equal to the plain
+    ones for an eager run, so every side has the fields)."""
+    loop = out.get("loop_seconds")
+    return {"compile_seconds": compile_seconds,
+            "tokens_per_s_excl_compile": tokens / (out["wall_seconds"] - compile_seconds),
+            "loop_tokens_per_s_excl_compile": tokens / (loop - compile_seconds) if loop else None}
 
 
 NANOGPT_GENERATE = """
@@ -205,7 +228,10 @@ def ratio_rows(results: dict[str, list[dict]], field: str, reference: str) -> di
         out[name] = {field: summarise(values), f"ratio_to_{reference}": statistics.median(values) / ref,
                      "under_pressure": any(m["under_pressure"] for m in ms),
                      "pressure": [[m["pressure_before"], m["pressure_after"]] for m in ms]}
-        extra = {k: ms[-1][k] for k in ("val_loss", "warm_up_seconds") if k in ms[-1]}
+        extra = {k: ms[-1][k] for k in ("val_loss", "warm_up_seconds", "val_examples", "val_split_examples")
+                 if k in ms[-1]}
+        if any(m.get("compile_seconds") for m in ms):
+            extra["compile_seconds"] = summarise([m["compile_seconds"] for m in ms])
         out[name].update(extra)
     return out
 
@@ -214,6 +240,8 @@ def table(report: dict) -> str:
     lines = ["| figure | side | median | spread | ratio to nanoGPT | val nats/char | under pressure |",
              "|---|---|---:|---|---:|---:|---|"]
     for section, field in (("train", "tokens_per_s"), ("train_loop", "loop_tokens_per_s"),
+                           ("train_excl_compile", "tokens_per_s_excl_compile"),
+                           ("train_loop_excl_compile", "loop_tokens_per_s_excl_compile"),
                            ("generate", "tokens_per_s")):
         for name, row in report[section].items():
             s = row[field]
@@ -223,6 +251,14 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def command_flags(a: argparse.Namespace) -> str:
+    """The flags that change what was measured, for the report's command line."""
+    flags = [f"--eval-windows {a.eval_windows}" if a.eval_windows != MATCHED_EVAL_WINDOWS and not a.full_eval
+             else "", "--full-eval" if a.full_eval else "", "--compile" if a.compile else "",
+             f"--threads {a.threads}" if a.threads != 2 else "", "--quick" if a.quick else ""]
+    return "".join(f" {f}" for f in flags if f)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--peers", required=True, type=Path, help="folder holding the peer snapshots (nanoGPT/)")
@@ -230,11 +266,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every side (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="measurements per side, alternating (default 3)")
     p.add_argument("--engines", default="eager,compiled", help="chainrule decode engines to measure")
+    p.add_argument("--eval-windows", type=int, default=MATCHED_EVAL_WINDOWS,
+                   help=f"validation windows chainrule scores per evaluation, one fixed seeded subset (default "
+                        f"{MATCHED_EVAL_WINDOWS}: nanoGPT's forward volume per evaluation)")
+    p.add_argument("--full-eval", action="store_true",
+                   help="chainrule scores the whole validation split at every evaluation (the behaviour before "
+                        "train.eval_max_windows)")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure chainrule with train.compile=true (compile time reported apart)")
     p.add_argument("--quick", action="store_true", help="a few iterations and tokens: checks the script runs")
     p.add_argument("--out", type=Path, help="JSON output (default bench/results/peers[-quick].json)")
     a = p.parse_args()
     if not a.corpus.is_file():
         raise SystemExit(f"--corpus: no such file {a.corpus}")
+    if a.eval_windows <= 0:
+        raise SystemExit(f"--eval-windows must be positive; got {a.eval_windows} (--full-eval scores the whole split)")
+    eval_windows = 0 if a.full_eval else a.eval_windows  # train.eval_max_windows: 0 = the whole split
     steps, eval_every, warmup, tokens = (20, 10, 5, 50) if a.quick else (2000, 250, 100, 500)
     repeats = 1 if a.quick else a.repeats
     out = a.out or HERE / "results" / ("peers-quick.json" if a.quick else "peers.json")
@@ -246,9 +293,15 @@ def main() -> None:
         work = Path(tmp)
         nano = prepare_nanogpt(a.peers, a.corpus, work)
         print(f"== training, {steps} iterations", flush=True)
-        train = alternate({"nanoGPT": lambda: nanogpt_train(nano, steps, eval_every, warmup, a.threads),
-                           "chainrule": lambda: chainrule_train(a.corpus, steps, eval_every, warmup, a.threads,
-                                                                work, [])}, repeats)
+        evaluation = [f"train.eval_max_windows={eval_windows}"]
+        sides = {"nanoGPT": lambda: nanogpt_train(nano, steps, eval_every, warmup, a.threads),
+                 "chainrule": lambda: chainrule_train(a.corpus, steps, eval_every, warmup, a.threads,
+                                                      work / "chainrule-run", evaluation)}
+        if a.compile:
+            sides["chainrule compiled"] = lambda: chainrule_train(a.corpus, steps, eval_every, warmup, a.threads,
+                                                                  work / "chainrule-compiled-run",
+                                                                  [*evaluation, "train.compile=true"])
+        train = alternate(sides, repeats)
         print("== both final models on the same held-out characters (bench/peers_val.py)", flush=True)
         same_val = json.loads(measure([sys.executable, str(HERE / "peers_val.py"), "--nanogpt", str(nano),
                                        "--run", str(work / "chainrule-run"), "--corpus", str(a.corpus)],
@@ -261,16 +314,25 @@ def main() -> None:
         generate = alternate(sides, repeats)
     report = {
         "meta": {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {a.threads} threads",
-                 "command": "python bench/peers.py --peers PEERS --corpus CORPUS" + (" --quick" if a.quick else ""),
+                 "command": "python bench/peers.py --peers PEERS --corpus CORPUS" + command_flags(a),
                  "quick": a.quick, "steps": steps, "eval_every": eval_every, "generate_tokens": tokens,
                  "generate_shape": GEN_SHAPE, "repeats": repeats, "pressure_limit_avg10": PRESSURE_LIMIT,
                  "pressure_at_start": start_pressure, "pressure_at_end": cpu_pressure(),
+                 "chainrule_eval_max_windows": eval_windows,
+                 "eval_volume_note": "forward windows per evaluation: nanoGPT 20 batches x 12 windows of train and "
+                                     "of val = 480; chainrule val only, " + (
+                                         "the whole split" if eval_windows == 0 else
+                                         f"a fixed seeded subset of {eval_windows} windows"),
                  "val_loss_note": "nats/char at the last evaluation: nanoGPT over 20 random batches of the val "
-                                  "split, chainrule over the whole val split (every position of each window)"},
+                                  "split, chainrule over " + ("the whole val split" if eval_windows == 0 else
+                                                              f"its fixed subset of {eval_windows} val windows") +
+                                  " (every position of each window); same_val scores both on the same characters"},
         "same_val": {**same_val, "note": "nats/char of characters 2..64 of every non-overlapping 64-character "
                                          "val window, both final models (bench/peers_val.py)"},
         "train": ratio_rows(train, "tokens_per_s", "nanoGPT"),
         "train_loop": ratio_rows(train, "loop_tokens_per_s", "nanoGPT"),
+        "train_excl_compile": ratio_rows(train, "tokens_per_s_excl_compile", "nanoGPT"),
+        "train_loop_excl_compile": ratio_rows(train, "loop_tokens_per_s_excl_compile", "nanoGPT"),
         "generate": ratio_rows(generate, "tokens_per_s", "nanoGPT"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,13 @@
 """Score nanoGPT's and chainrule's trained character models on the same held-out characters.
 
 The two training scripts report validation loss differently: nanoGPT averages 20 random batches of the val split
-in which every target has at least one character of context, chainrule sums the whole val split in
-non-overlapping 64-character windows whose first character is predicted from no context at all (the start
-vector). Neither number is wrong, but they are not the same quantity. This script removes both differences: it
-cuts the val split (the last 10% of the characters, the same rule on both sides) into the same non-overlapping
-64-character windows and scores, for each, characters 2..64 given the characters before them in the window, with
-each side's final model. It also reports chainrule's all-64-positions figure, the one its own evaluation prints.
+in which every target has at least one character of context, chainrule averages non-overlapping 64-character
+windows of the val split (all of them, or with ``train.eval_max_windows`` one fixed seeded subset) whose first
+character is predicted from no context at all (the start vector). Neither number is wrong, but they are not the
+same quantity. This script removes the differences: it cuts the whole val split (the last 10% of the characters,
+the same rule on both sides) into the same non-overlapping 64-character windows and scores, for each, characters
+2..64 given the characters before them in the window, with each side's final model. It also reports chainrule's
+all-64-positions figure, the quantity its own evaluation prints, here over every window of the split.
 
     python bench/peers_val.py --nanogpt WORK/nanoGPT --run WORK/chainrule-run --corpus input.txt
 

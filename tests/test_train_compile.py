@@ -7,7 +7,7 @@ import pytest
 import torch
 from training_helpers import TinyAR, digits_sets
 
-from chainrule.core.errors import ConfigError
+from chainrule.core.errors import ConfigError, InputError
 from chainrule.core.training import TrainConfig, Trainer
 
 
@@ -37,3 +37,27 @@ def test_compiled_step_trains_the_eager_weights_and_reports_compile_time() -> No
 def test_compile_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError, match="train.compile must be true or false"):
         TrainConfig(compile="yes")
+
+
+def test_the_compiled_loss_is_one_graph() -> None:
+    """The contract's value checks are data-dependent branches; inside the compiled step they would split the
+    graph and wait for the device every step. Only the shape check may remain in the trace."""
+    torch._dynamo.reset()
+    model = TinyAR(hidden=8)
+    x = torch.randint(0, 2, (4, 1, 8, 8))
+    explanation = torch._dynamo.explain(model.loss)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_the_compiled_step_still_refuses_values_outside_the_support() -> None:
+    """The trainer checks each batch eagerly before the compiled step, so a bad value is still one clear error."""
+    train, _ = digits_sets()
+    train._levels[0, 0, 0, 0] = 7  # a binary head's support is {0, 1}
+    cfg = TrainConfig(steps=2, batch_size=len(train), lr=3e-3, warmup_steps=0, eval_every=0, checkpoint_every=0,
+                      log_every=1, progress=False, device="cpu", seed=3, num_threads=1, compile=True)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(InputError, match="outside the bernoulli head's support"):
+            Trainer(TinyAR(hidden=8), train, None, cfg, None).fit()
+    finally:
+        torch.set_num_threads(threads)

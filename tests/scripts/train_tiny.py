@@ -28,12 +28,14 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--ema", type=float, default=0.0)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds of sleep per training step")
+    ap.add_argument("--eval-max-windows", type=int, default=0, help="train.eval_max_windows")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--data", type=Path, default=None, help="digits saved by torch.save(digits_arrays())")
     a = ap.parse_args()
     torch.set_num_threads(1)
     model, summary = tiny_run(a.run_dir, steps=a.steps, batch_size=a.batch_size, dropout=a.dropout, ema=a.ema,
-                              delay=a.delay, resume=a.resume, data=a.data)
+                              delay=a.delay, resume=a.resume, data=a.data,
+                              eval_max_windows=a.eval_max_windows)
     if int(os.environ.get("RANK", "0")) == 0:
         save_weights(model, a.run_dir / "final.safetensors")
         print(summary, flush=True)

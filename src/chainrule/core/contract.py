@@ -157,8 +157,12 @@ class AutoregressiveModel(nn.Module):
     def check_input(self, x: Tensor, cond: Any) -> None:
         """The one check of what a model is given (:class:`InputError`, naming the value): the shape, every value
         within the head's support and the class labels. ``forward`` (so ``log_prob``) calls it; :meth:`check_sample`
-        applies the same checks to what ``sample`` is given."""
+        applies the same checks to what ``sample`` is given. Inside a ``torch.compile`` trace only the shape is
+        checked: the value checks are data-dependent branches that would split the graph and wait for the device,
+        so the compiled training step runs them eagerly on its batch first (``Trainer._step``)."""
         self.check_shape(x)
+        if torch.compiler.is_compiling():
+            return
         self.head.check_support(x)
         self.check_condition(cond, x.shape[0])
 

@@ -39,7 +39,7 @@ def plot_training_curve(metrics_path: str | Path, out: str | Path, title: str = 
     if train:
         ax.plot(*zip(*train, strict=True), label="train", alpha=0.7)
     if val:
-        ax.plot(*zip(*val, strict=True), marker="o", label="validation")
+        ax.plot(*zip(*val, strict=True), marker="o", label=validation_label(rows))
     ax.set_xlabel("step")
     ax.set_ylabel("bits / dim")
     ax.set_title(title)
@@ -47,6 +47,14 @@ def plot_training_curve(metrics_path: str | Path, out: str | Path, title: str = 
     ax.legend()
     fig.tight_layout()
     return save_png(fig, out)
+
+
+def validation_label(rows: list[dict]) -> str:
+    """"validation", or "validation (subset: N of M)" when the run scored a fixed subset (train.eval_max_windows)."""
+    scoped = [r for r in rows if r.get("val_subset")]
+    if not scoped:
+        return "validation"
+    return f"validation (subset: {scoped[-1]['val_examples']:,} of {scoped[-1]['val_split_examples']:,})"
 
 
 def save_png(fig: Any, out: str | Path) -> Path:

@@ -11,8 +11,8 @@ import torch
 
 from chainrule.core.errors import ConfigError
 
-_INT_FIELDS = ("steps", "batch_size", "warmup_steps", "eval_every", "eval_batch_size", "patience",
-               "checkpoint_every", "keep_checkpoints", "seed", "log_every")
+_INT_FIELDS = ("steps", "batch_size", "warmup_steps", "eval_every", "eval_batch_size", "eval_max_windows",
+               "patience", "checkpoint_every", "keep_checkpoints", "seed", "log_every")
 _FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema", "max_seconds")
 
 
@@ -25,6 +25,9 @@ class TrainConfig:
     along a half cosine to ``min_lr_ratio · lr`` at the last step (0 = no warm-up). ``eval_every``,
     ``checkpoint_every``: 0 = only at the end. ``patience``: evaluations without a new best validation
     NLL before stopping (0 = never). ``grad_clip`` / ``ema``: 0 = off. ``keep_checkpoints``: 0 = keep all.
+    ``eval_max_windows``: every evaluation scores one fixed subset of that many validation examples (windows,
+    for text), drawn once from ``seed``, instead of the whole split (0 = the whole split); the summary and
+    metrics say which (``val_examples`` of ``val_split_examples``).
     ``max_seconds``: a wall-clock training budget (0 = none); when it runs out the run evaluates,
     checkpoints and stops as if ``steps`` were reached (a fixed CPU budget for fair comparisons).
     ``curriculum``: ``[[step, context_length], ...]`` with steps increasing from 0 — training windows are cut
@@ -44,6 +47,7 @@ class TrainConfig:
     ema: float = 0.0
     eval_every: int = 500
     eval_batch_size: int = 256
+    eval_max_windows: int = 0
     patience: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -79,8 +83,8 @@ class TrainConfig:
 
     def _check_ranges(self) -> None:
         positive = ("steps", "batch_size", "eval_batch_size", "log_every")
-        non_negative = ("warmup_steps", "eval_every", "patience", "checkpoint_every", "keep_checkpoints", "seed",
-                        "weight_decay", "grad_clip", "max_seconds")
+        non_negative = ("warmup_steps", "eval_every", "eval_max_windows", "patience", "checkpoint_every",
+                        "keep_checkpoints", "seed", "weight_decay", "grad_clip", "max_seconds")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive; got {getattr(self, name)}")

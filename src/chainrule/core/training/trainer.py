@@ -40,14 +40,15 @@ from chainrule.core.training.checkpoint import (
 from chainrule.core.training.config import TrainConfig
 from chainrule.core.training.distributed import DistContext, distributed_context, env_world_size, wrap_for_training
 from chainrule.core.training.ema import EMA
+from chainrule.core.training.eval_subset import eval_indices
 from chainrule.core.training.metrics import MetricsLog, MetricsSink, finite_or_none
 from chainrule.core.training.rng import rng_state, seed_everything, set_rng_state
 from chainrule.core.training.schedule import lr_factor
 from chainrule.core.training.validation import mean_nll
 
-#: options whose change between a run and its resume alters the trajectory
+#: options whose change between a run and its resume alters the trajectory (or which weights are kept as best)
 _TRAJECTORY_KEYS = ("steps", "batch_size", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio",
-                    "grad_clip", "ema", "seed", "curriculum")
+                    "grad_clip", "ema", "seed", "curriculum", "eval_max_windows")
 
 
 @dataclass
@@ -112,6 +113,9 @@ class Trainer:
         self.closed_form = bool(getattr(model, "closed_form", False)) and callable(getattr(model, "fit_counts",
                                                                                               None))
         self._check()
+        # the examples every evaluation scores (None = the whole split): fixed for the run, the same on every rank
+        self.val_indices = (eval_indices(len(val_set), cfg.eval_max_windows, cfg.seed) if val_set is not None
+                            else None)
         self.ctx = DistContext()
         self.device = torch.device("cpu")
         self.ema: EMA | None = None
@@ -289,6 +293,8 @@ class Trainer:
             cond = cond.to(self.device)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
+        if self.cfg.compile and hasattr(self.model, "check_input"):  # the compiled graph checks shapes only
+            self.model.check_input(x, cond)
         self.optimizer.zero_grad(set_to_none=True)
         loss = train_module(x, cond)
         loss.backward()
@@ -326,7 +332,7 @@ class Trainer:
         if self.val_set is None or not self.scores_likelihood:
             return
         cfg = self.cfg
-        nll = mean_nll(self.eval_model, self.val_set, cfg.eval_batch_size, self.device, self.ctx)
+        nll = mean_nll(self.eval_model, self.val_set, cfg.eval_batch_size, self.device, self.ctx, self.val_indices)
         p.last_val_nll, p.last_eval_step = nll, p.step
         if math.isfinite(nll) and (p.best_val_nll is None or nll < p.best_val_nll):
             p.best_val_nll, p.best_step, p.bad_evals = nll, p.step, 0
@@ -341,7 +347,16 @@ class Trainer:
                 p.reason = f"early stopping: no validation improvement in {cfg.patience} evaluations (best {best})"
         self.metrics.write({"step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / per_epoch, 4),
                             "split": "val", "val_nll": nll, "val_bpd": bits_per_dim(nll, self.num_dims),
-                            "ema": self.ema is not None})
+                            "ema": self.ema is not None, **self._val_scope()})
+
+    def _val_scope(self) -> dict[str, Any]:
+        """How many validation examples each evaluation scores, of how many, so a subset estimate
+        (``train.eval_max_windows``) is never mistaken for the split's NLL; empty without validation."""
+        if self.val_set is None or not self.scores_likelihood:
+            return {}
+        n = len(self.val_set)
+        scored = n if self.val_indices is None else len(self.val_indices)
+        return {"val_examples": scored, "val_split_examples": n, "val_subset": scored < n}
 
     def _save_best(self, p: Progress) -> None:
         """Without a validation set, the final (EMA when on) weights become ``best.safetensors``."""
@@ -433,6 +448,7 @@ class Trainer:
             "final_val_nll": p.last_val_nll,
             "final_val_bpd": bits_per_dim(p.last_val_nll, nd) if p.last_val_nll is not None else None,
             "final_train_nll": p.last_train_nll,
+            **self._val_scope(),
             "stopped_early": p.stopped_early,
             "reason": p.reason,
             "wall_time": round(p.elapsed, 3),
