@@ -31,6 +31,12 @@ def test_train_eval_sample_an_audio_run(tmp_path, capsys):
     assert main(["sample", str(run), "--seconds", "0.02", "-n", "2", "--out", str(out)]) == 0
     wave, rate = soundfile.read(str(out))
     assert rate == 8000 and len(wave) == 2 * 160 + 2000  # two waveforms and a quarter second between them
+    eager = tmp_path / "eager.wav"
+    assert main(["sample", str(run), "--seconds", "0.02", "-n", "2", "--engine", "eager", "--out", str(eager)]) == 0
+    assert eager.read_bytes() == out.read_bytes()  # the default (static) engine draws the eager step's audio
+    capsys.readouterr()
+    assert main(["sample", str(run), "--no-cache", "--engine", "static", "--out", str(tmp_path / "n.wav")]) == 1
+    assert "naive generation" in capsys.readouterr().err and not (tmp_path / "n.wav").exists()
 
 
 def test_sixteen_bit_run_uses_the_logistic_mixture(tmp_path, capsys):

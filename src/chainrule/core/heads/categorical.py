@@ -38,7 +38,26 @@ class Categorical(Head):
         logits = self.logits(params)
         if temperature <= 0:
             return logits.argmax(2)
-        probs = torch.softmax(logits / temperature, dim=2).movedim(2, -1)
+        probs = tempered_probs(logits, temperature).movedim(2, -1)
         flat = probs.reshape(-1, self.levels)
         draws = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
         return draws.reshape(probs.shape[:-1])
+
+    def exponential_noise(self, rows: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        """The ``Exp(1)`` variates ``(rows, levels)`` that :meth:`sample` draws for ``rows`` values:
+        ``torch.multinomial`` picks one level of probabilities ``p`` as ``argmax(p / q)`` (the exponential race).
+        Drawn outside a captured step and passed in, they let :func:`sample_given_noise` draw inside it and still
+        give :meth:`sample`'s levels from the same generator (``tests/test_wavenet_engine.py`` checks it)."""
+        return torch.empty(rows, self.levels, device=device).exponential_(generator=generator)
+
+
+def tempered_probs(logits: Tensor, temperature: float | Tensor) -> Tensor:
+    """Probabilities over the levels (axis 2) at a temperature (> 0)."""
+    return torch.softmax(logits / temperature, dim=2)
+
+
+def sample_given_noise(logits: Tensor, temperature: float | Tensor, noise: Tensor) -> Tensor:
+    """:meth:`Categorical.sample`'s draw ``(B, C)`` from one step's ``logits (B, C, levels)`` given the variates
+    of :meth:`Categorical.exponential_noise` for ``B * C`` rows: a pure function of tensors, so it can be compiled."""
+    probs = tempered_probs(logits, temperature)
+    return (probs / noise.view_as(probs)).argmax(2)

@@ -30,6 +30,7 @@ class WaveNet(AutoregressiveModel):
     name = "wavenet"
     modality = "audio"
     supports_cache = True
+    static_decoding: ClassVar[bool] = True  # its queued step runs the static engines (audio/engine.py)
     TINY: ClassVar[dict[str, Any]] = {"channels": 6, "skip_channels": 6, "stacks": 2, "layers_per_stack": 2}
 
     @classmethod

@@ -23,20 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from chainrule.core.errors import ConfigError
+from chainrule.core import engines
+from chainrule.core.engines import ENGINES
 from chainrule.core.nn.attention import apply_rotary, row_linear
 
-ENGINES = ("eager", "static", "compiled")
-_COMPILED: Callable[..., tuple[Tensor, list[Tensor], list[Tensor]]] | None = None
+__all__ = ["ENGINES", "Decoder", "check_engine", "compiled_step", "static_step", "step_tensors"]
 
 
 def check_engine(model: Any, engine: str) -> None:
-    """:class:`ConfigError` unless ``engine`` is known and ``model`` can run it."""
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    if engine != "eager" and not getattr(model, "static_decoding", False):
-        raise ConfigError(f"engine {engine!r} needs a model with a static key/value cache (the attention-only "
-                          f"models); {getattr(model, 'name', type(model).__name__)} runs with engine 'eager'")
+    """:class:`~chainrule.core.errors.ConfigError` unless ``engine`` is known and ``model`` can run it."""
+    engines.check_engine(engine, model, getattr(model, "static_decoding", False),
+                         "a model with a static key/value cache (the attention-only models)")
 
 
 def step_tensors(model: Any, cache: dict[str, Any]) -> dict[str, Any]:
@@ -86,10 +83,7 @@ def static_step(t: dict[str, Any], heads: int, eps: float, token: Tensor, positi
 def compiled_step() -> Callable[..., tuple[Tensor, list[Tensor], list[Tensor]]]:
     """:func:`static_step` compiled once per process (inputs are tensors: any model of the same shapes reuses it;
     a new shape or batch size compiles again)."""
-    global _COMPILED
-    if _COMPILED is None:
-        _COMPILED = torch.compile(static_step, dynamic=False, fullgraph=True)
-    return _COMPILED
+    return engines.compile_once(static_step)
 
 
 class Decoder:
