@@ -16,13 +16,21 @@ warping (librosa.sequence.dtw, Euclidean cost), then ``MCD = 10/ln(10) * sqrt(2 
 averaged over the warping path; reported as the mean over prompts. Lower is better; MCDs from MFCCs are not
 directly comparable with SPTK mel-cepstra figures in papers. Also: the text-to-mel model's teacher-forced test NLL
 in nats per frame (Laplace frames + Bernoulli stop flags), the share of prompts whose stop flag fired, the
-duration ratio synthesised / recorded, and seconds of compute per second of speech (text -> frames -> waveform).
-Synthesis stops at the stop flag or at 1.5 x the recording's length + 0.5 s.
+duration ratio synthesised / recorded, seconds of compute per second of speech (text -> frames -> waveform), and
+how well the model aligns the unseen texts (:func:`chainrule.modalities.audio.alignment.alignment_figures`, mean
+over prompts, both when synthesising and under teacher forcing): ``max_weight``, the mean over decoder steps of
+the largest attention weight (1 = one character at a time, 1/characters = uniform); ``forward``, the share of
+steps whose most attended character does not move back; ``reaches_end``, the share of prompts whose last step
+attends to one of the last 3 characters. Synthesis stops at the stop flag or at 1.5 x the recording's length +
+0.5 s (``--window W``: with the forward attention constraint of ``Tacotron.synthesise``). The spectrogram and
+alignment PNGs of the first two test prompts (and the spectrogram of their recordings) go to
+bench/results/tts-unseen-{1,2}.{spectrogram,alignment,recorded}.png (without ``--window``; named after ``--out``).
 
     .venv/bin/python bench/tts.py --run bench/runs/tts/speech-tacotron   # a trained run (chainrule tts-train)
     .venv/bin/python bench/tts.py --quick     # trains a tiny run for a few steps, 3 prompts: a check that it runs
 
-Writes bench/results/tts.json (``--quick``: tts-quick.json). Speed figures depend on the machine and its load.
+Writes bench/results/tts.json (``--quick``: tts-quick.json; ``--window W``: tts-windowW.json). Speed figures
+depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ import librosa
 import numpy as np
 import torch
 
+from chainrule.modalities.audio.alignment import alignment_figures
 from chainrule.modalities.audio.data.prompts import prompt_dataset
 from chainrule.modalities.audio.mel import MelFeatures
+from chainrule.modalities.audio.tts_plots import save_alignment, save_spectrogram
 from chainrule.tts import load_tts, load_vocoder, synthesise, train_tts, vocode_wavenet
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +91,9 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=0, help="test prompts to use (0 = all)")
     p.add_argument("--vocoder", help="a WaveNet run trained on speech-mel: also vocode the true mels with it")
     p.add_argument("--vocoder-prompts", type=int, default=3, help="prompts to vocode with the WaveNet (slow)")
+    p.add_argument("--window", type=int, default=0, help="forward attention window at synthesis (0 = off)")
+    p.add_argument("--out", type=Path, help="the JSON to write (default bench/results/tts.json, tts-windowW.json "
+                                            "with --window); the PNGs are named after it")
     a = p.parse_args()
     torch.set_num_threads(1)
     run_dir = Path(a.run) if a.run else None
@@ -93,6 +106,8 @@ def main() -> None:
     if run_dir is None:
         p.error("give --run RUN (or --quick)")
     run, model, mel = load_tts(run_dir)
+    out = a.out or HERE / "results" / ("tts-quick.json" if a.quick else f"tts-window{a.window}.json" if a.window
+                                       else "tts.json")
     test = prompt_dataset("test", mel, float(run.config["data"].get("max_seconds", 6.0)))
     count = a.prompts or (3 if a.quick else len(test))
     wavenet = load_vocoder(a.vocoder, mel) if a.vocoder else None
@@ -103,14 +118,25 @@ def main() -> None:
         gl = mel.griffin_lim(frames)
         flat = mel.griffin_lim(np.zeros_like(frames))  # normalised zeros = the training mean in every band
         t0 = time.perf_counter()
-        said, _ = synthesise(model, prompt.text, 1.5 * len(prompt.wave) / mel.rate + 0.5, mel)
+        said, _ = synthesise(model, prompt.text, 1.5 * len(prompt.wave) / mel.rate + 0.5, mel, window=a.window)
         spoken = mel.griffin_lim(said.frames.numpy())
         compute = time.perf_counter() - t0
+        x, cond = test.get(torch.tensor([i]))
+        with torch.no_grad():
+            forced = model.network(x, cond.labels)[2][0, : -(-x.shape[1] // model.reduction)].numpy()
+        if i < 2 and not a.quick and not a.window:
+            stem = out.parent / f"{out.stem}-unseen-{i + 1}"
+            save_alignment(said.alignment.numpy(), prompt.text, stem.with_suffix(".alignment.png"))
+            save_spectrogram(mel.denormalise(said.frames.numpy()), mel.rate, mel.hop,
+                             stem.with_suffix(".spectrogram.png"))
+            save_spectrogram(mel.denormalise(frames), mel.rate, mel.hop, stem.with_suffix(".recorded.png"))
         rows.append({"name": prompt.name, "text": prompt.text, "seconds": len(prompt.wave) / mel.rate,
                      "mcd_griffin_lim": mcd(prompt.wave, gl, mel), "mcd_tts": mcd(prompt.wave, spoken, mel),
                      "mcd_mean_frame": mcd(prompt.wave, flat, mel), "stopped": said.stopped,
                      "duration_ratio": len(spoken) / len(prompt.wave),
-                     "compute_seconds_per_second": compute / max(len(spoken) / mel.rate, 1e-9)})
+                     "compute_seconds_per_second": compute / max(len(spoken) / mel.rate, 1e-9),
+                     "alignment_synthesised": alignment_figures(said.alignment.numpy()),
+                     "alignment_teacher_forced": alignment_figures(forced)})
         if wavenet is not None and i < a.vocoder_prompts:
             t0 = time.perf_counter()
             voiced = vocode_wavenet(wavenet, frames, mel, seed=i)
@@ -137,12 +163,15 @@ def main() -> None:
         "wavenet_prompts": sum("mcd_wavenet" in r for r in rows),
         "wavenet_compute_seconds_per_second_of_speech": mean("wavenet_compute_seconds_per_second"),
         "stop_flag_fired": float(np.mean([r["stopped"] for r in rows])),
+        "synthesis_window": a.window,
+        "alignment": {kind: {k: float(np.mean([r[f"alignment_{kind}"][k] for r in rows]))
+                             for k in ("max_weight", "forward", "reaches_end", "diagonal")}
+                      for kind in ("synthesised", "teacher_forced")},
         "duration_ratio": mean("duration_ratio"),
         "tts_compute_seconds_per_second_of_speech": mean("compute_seconds_per_second"),
         "speed_note": "measured under load", "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, "prompts": rows,
     }
-    out = HERE / "results" / ("tts-quick.json" if a.quick else "tts.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "prompts"}, indent=2))

@@ -13,7 +13,9 @@ import torch
 import yaml
 
 from chainrule.cli import main
+from chainrule.core.contract import Condition
 from chainrule.core.training.checkpoint import save_weights
+from chainrule.modalities.audio.alignment import alignment_figures
 from chainrule.modalities.audio.data.dataset import build_split
 from chainrule.modalities.audio.data.files import read_audio, read_transcripts
 from chainrule.modalities.audio.data.mel_frames import MelConditioned
@@ -21,7 +23,7 @@ from chainrule.modalities.audio.data.prompts import ALPHABET, Prompt, PromptData
 from chainrule.modalities.audio.data.quantize import quantizer_for
 from chainrule.modalities.audio.data.sources import SPEECH_ROOTS, SPEECH_TRANSCRIPTS
 from chainrule.modalities.audio.mel import MelFeatures, spectral_convergence
-from chainrule.modalities.audio.models.tacotron import Tacotron
+from chainrule.modalities.audio.models.tacotron import Tacotron, guided_attention_penalty
 from chainrule.modalities.audio.models.wavenet import WaveNet
 from chainrule.tts import DEFAULTS, new_tts_run
 
@@ -124,7 +126,7 @@ def test_unknown_characters_are_dropped_with_a_warning(tmp_path, caplog):
     assert "dropped characters" in caplog.text and "ï" in caplog.text
 
 
-@pytest.mark.parametrize("case", ["no_run", "not_tts", "unspeakable", "not_wav", "bad_max"])
+@pytest.mark.parametrize("case", ["no_run", "not_tts", "unspeakable", "not_wav", "bad_max", "bad_window"])
 def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, capsys, case):
     run = write_tiny_run(tmp_path / "tts")
     out = tmp_path / "x.wav"
@@ -138,6 +140,8 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, capsys, case):
         text = "€€€"
     elif case == "not_wav":
         out = tmp_path / "x.mp3"
+    elif case == "bad_window":
+        extra = ["--window", "-1"]
     else:
         extra = ["--max-seconds", "0"]
     assert main(["speak", str(run), text, "--out", str(out), *extra]) == 1
@@ -201,3 +205,89 @@ def test_speech_mel_frames_describe_their_own_crop():
     assert loud[:38].max() < loud[42:-2].min()  # frames 38..42 straddle the onset at sample 4000
     expected = analysis.features(audio.quantizer.to_wave(x[0, 0].numpy()))
     assert torch.allclose(frames, torch.from_numpy(expected))
+
+
+def test_guided_penalty_is_zero_on_the_diagonal_grows_off_it_and_ignores_padding():
+    """The guided-attention penalty: 0 for an alignment on the diagonal, larger the further the attention sits
+    from it, and blind to padded decoder steps and padded characters whatever the attention puts there."""
+    n = 10
+    steps, chars = torch.ones(1, n, dtype=torch.bool), torch.ones(1, n, dtype=torch.bool)
+    shifted = [guided_attention_penalty(torch.roll(torch.eye(n), s, dims=1)[None], steps, chars).item()
+               for s in range(4)]
+    assert shifted[0] == 0 and all(shifted[s] < shifted[s + 1] for s in range(3)), shifted
+    assert guided_attention_penalty(torch.full((1, n, n), 1 / n), steps, chars) > shifted[1]  # uniform is diffuse
+    padded = torch.rand(1, n + 3, n + 4)  # junk in the padding cells
+    padded[0, :n, :n] = torch.eye(n)
+    step_mask, char_mask = torch.arange(n + 3)[None] < n, torch.arange(n + 4)[None] < n
+    assert guided_attention_penalty(padded, step_mask, char_mask) == 0
+    # a batch of a short and a long prompt: each one's diagonal is its own (normalised by its own lengths)
+    batch = torch.zeros(2, 2 * n, 2 * n)
+    batch[0, :n, :n], batch[1] = torch.eye(n), torch.eye(2 * n)
+    masks = torch.arange(2 * n)[None] < torch.tensor([[n], [2 * n]])
+    assert guided_attention_penalty(batch, masks, masks) == 0
+
+
+def test_stop_weight_scales_only_the_positive_stop_term_of_the_loss():
+    """``stop_weight`` w adds (w - 1) x the positive stop flag's NLL per frame to the loss; the likelihood and the
+    frame and negative-stop terms stay as they are."""
+    torch.manual_seed(0)
+    frames, ids = torch.randn(2, 7, 8), torch.randint(2, VOCAB, (2, 5))
+    cond = Condition(labels=ids, observed=torch.arange(7)[None] < torch.tensor([[7], [4]]))
+    losses, log_probs = [], []
+    for w in (1.0, 3.0):
+        torch.manual_seed(1)
+        model = Tacotron(8, VOCAB, reduction=2, guided_attention=0.0, stop_weight=w, **Tacotron.TINY)
+        with torch.no_grad():
+            model.stop_out.weight.zero_()
+            model.stop_out.bias.fill_(-2.0)  # every stop probability sigmoid(-2)
+        torch.manual_seed(2)
+        losses.append(model.loss(frames, cond).item())
+        torch.manual_seed(2)
+        log_probs.append(model.log_prob(frames, cond))
+    assert torch.allclose(log_probs[0], log_probs[1])
+    positive_nll = torch.nn.functional.softplus(torch.tensor(2.0)).item()  # -log sigmoid(-2), one per prompt
+    assert losses[1] - losses[0] == pytest.approx(2 * positive_nll * 2 / 11, rel=1e-4)
+
+
+def test_alignment_figures_tell_a_staircase_from_a_smear():
+    stair = alignment_figures(np.repeat(np.eye(6), 2, axis=0))
+    assert stair["max_weight"] == stair["forward"] == stair["reaches_end"] == 1.0 and stair["diagonal"] > 0.95
+    smear = alignment_figures(np.full((12, 6), 1 / 6))
+    assert smear["max_weight"] == pytest.approx(1 / 6) and smear["reaches_end"] == 0.0 and smear["diagonal"] < 0.6
+    backwards = alignment_figures(np.eye(6)[::-1])
+    assert backwards["forward"] == 0.0 and backwards["reaches_end"] == 0.0 and backwards["diagonal"] < 0.5
+    stuck = np.zeros((12, 6))
+    stuck[:, -1] = 1  # jumps to the end mark and stays: forward, reaches the end, far from the diagonal
+    assert alignment_figures(stuck)["forward"] == 1.0 and alignment_figures(stuck)["diagonal"] < 0.4
+
+
+def test_forward_window_keeps_synthesis_attention_from_moving_back():
+    """With ``window`` w, each synthesis step attends only from the previous most attended character to w after it;
+    an untrained model's attention wanders otherwise."""
+    torch.manual_seed(0)
+    model = Tacotron(8, VOCAB, reduction=2, **Tacotron.TINY).eval()
+    with torch.no_grad():
+        model.stop_out.bias.fill_(-20.0)
+    ids = torch.randint(2, VOCAB, (12,))
+    result = model.synthesise(ids, max_steps=30, window=2)
+    best = result.alignment.argmax(1)
+    assert (best[1:] >= best[:-1]).all() and (best[1:] - best[:-1]).max() <= 2
+    assert (result.alignment[1:][torch.arange(12)[None] < best[:-1, None]] == 0).all()
+
+
+@pytest.mark.parametrize("reduction", [1, 3])
+def test_teacher_forcing_on_its_own_synthesis_reproduces_it(reduction):
+    """Training and synthesis share one frame layout: fed its own synthesised frames, the teacher-forced network
+    predicts exactly those frames with the same alignments (same seed for the prenet's dropout)."""
+    torch.manual_seed(0)
+    model = Tacotron(8, VOCAB, reduction=reduction, **Tacotron.TINY).eval()
+    with torch.no_grad():
+        model.stop_out.bias.fill_(-20.0)
+    ids = torch.randint(2, VOCAB, (9,))
+    torch.manual_seed(1)
+    said = model.synthesise(ids, max_steps=6)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        predicted, _, alignments = model.network(said.frames[None], ids[None])
+    assert torch.allclose(predicted[0], said.frames, atol=1e-5)
+    assert torch.allclose(alignments[0], said.alignment, atol=1e-6)

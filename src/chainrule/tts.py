@@ -36,8 +36,8 @@ MEL_KEYS = ("rate", "n_mels", "hop", "win", "n_fft")
 DEFAULTS: dict[str, Any] = {
     "data": {"name": "speech", "max_seconds": 6.0, "rate": 8000, "n_mels": 40, "hop": 100, "win": 400,
              "n_fft": 512},
-    "model": {"name": "tacotron", "reduction": 3},
-    "train": {"steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50, "eval_every": 100,
+    "model": {"name": "tacotron", "reduction": 5, "guided_attention": 1.0, "stop_weight": 5.0},
+    "train": {"steps": 1600, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50, "eval_every": 100,
               "eval_batch_size": 32, "checkpoint_every": 100, "log_every": 10},
     "output": {},
 }
@@ -92,8 +92,10 @@ def load_tts(run_dir: str | Path) -> tuple[Run, Tacotron, MelFeatures]:
     return run, model.eval(), mel
 
 
-def synthesise(model: Tacotron, text: str, max_seconds: float, mel: MelFeatures) -> tuple[Synthesis, str]:
-    """Frames for ``text``; characters outside the alphabet are dropped with a warning (returned too)."""
+def synthesise(model: Tacotron, text: str, max_seconds: float, mel: MelFeatures,
+               window: int = 0) -> tuple[Synthesis, str]:
+    """Frames for ``text``; characters outside the alphabet are dropped with a warning (returned too).
+    ``window > 0``: the forward attention constraint of :meth:`Tacotron.synthesise`."""
     ids, dropped = encode_text(text)
     if dropped:
         log.warning("dropped characters the model cannot read: %r", dropped)
@@ -103,7 +105,7 @@ def synthesise(model: Tacotron, text: str, max_seconds: float, mel: MelFeatures)
     if not 0 < max_seconds <= 60:
         raise ConfigError(f"--max-seconds must be in (0, 60]; got {max_seconds}")
     steps = max(1, int(max_seconds * mel.rate / mel.hop / model.reduction))
-    return model.synthesise(torch.tensor(ids), max_steps=steps), dropped
+    return model.synthesise(torch.tensor(ids), max_steps=steps, window=window), dropped
 
 
 def load_vocoder(run_dir: str | Path, mel: MelFeatures) -> tuple[Any, MelFeatures, str]:
@@ -136,9 +138,10 @@ def vocode_wavenet(vocoder: tuple[Any, MelFeatures, str], frames: np.ndarray, me
 
 
 def speak(run_dir: str | Path, text: str, out: str | Path, max_seconds: float = 10.0, seed: int = 0,
-          griffin_lim_iters: int = 32, vocoder: str | Path | None = None) -> dict[str, Any]:
+          griffin_lim_iters: int = 32, vocoder: str | Path | None = None, window: int = 0) -> dict[str, Any]:
     """Write ``out`` (16-bit WAV at the run's rate) with ``OUT.alignment.png`` and ``OUT.spectrogram.png``;
-    the vocoder is Griffin-Lim, or the WaveNet run ``vocoder`` (trained on ``speech-mel``)."""
+    the vocoder is Griffin-Lim, or the WaveNet run ``vocoder`` (trained on ``speech-mel``); ``window > 0``: the
+    forward attention constraint of :meth:`Tacotron.synthesise`."""
     out = Path(out)
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"--out {out}: must name a .wav file")
@@ -146,7 +149,7 @@ def speak(run_dir: str | Path, text: str, out: str | Path, max_seconds: float = 
     wavenet = load_vocoder(vocoder, mel) if vocoder else None
     torch.manual_seed(seed)  # the prenet's dropout stays on at synthesis
     t0 = time.perf_counter()
-    result, dropped = synthesise(model, text, max_seconds, mel)
+    result, dropped = synthesise(model, text, max_seconds, mel, window)
     frames = result.frames.numpy()
     wave = (vocode_wavenet(wavenet, frames, mel, seed) if wavenet else
             mel.griffin_lim(frames, n_iter=griffin_lim_iters, seed=seed))

@@ -13,6 +13,7 @@ TRAIN_EXAMPLES = """examples:
 SPEAK_EXAMPLES = """examples:
   chainrule speak runs/tts "Please enter your password." --out hello.wav
   chainrule speak runs/tts "Thank you for calling." --out t.wav --max-seconds 4 --seed 1
+  chainrule speak runs/tts "Thank you for calling." --out t.wav --window 3   # attention may only move forward
   chainrule train speech-mel wavenet --run runs/vocoder --set model.local_channels=40 --set model.local_hop=100 \\
       --set output.samples=0
   chainrule speak runs/tts "Goodbye." --out bye.wav --vocoder runs/vocoder
@@ -41,6 +42,8 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
     s.add_argument("--max-seconds", type=float, default=10.0, help="stop after this much audio (default 10)")
     s.add_argument("--seed", type=int, default=0, help="seed of the prenet's dropout and Griffin-Lim's phases")
     s.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations (default 32)")
+    s.add_argument("--window", type=int, default=0, help="forward attention constraint: each step attends from the "
+                                                         "last step's character to this many after it (0 = off)")
     s.add_argument("--vocoder", metavar="RUN2", help="vocode with this WaveNet run (trained on speech-mel) instead "
                                                      "of Griffin-Lim")
 
@@ -53,7 +56,7 @@ def run(a: argparse.Namespace) -> None:
         print(f"run written to {run_.path}")
         return
     result = tts.speak(a.run_dir, a.text, a.out, max_seconds=a.max_seconds, seed=a.seed,
-                       griffin_lim_iters=a.griffin_lim_iters, vocoder=a.vocoder)
+                       griffin_lim_iters=a.griffin_lim_iters, vocoder=a.vocoder, window=a.window)
     note = "" if result["stopped"] else f" (no stop flag before --max-seconds {a.max_seconds:g})"
     print(f"wrote {result['wav']} ({result['seconds']:.2f} s{note}), {result['alignment']}, "
           f"{result['spectrogram']}")

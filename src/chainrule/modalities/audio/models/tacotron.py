@@ -9,9 +9,13 @@ frames < t (teacher forcing in training, its own frames at synthesis). There is 
 The distribution is explicit, so the objective is a likelihood: each normalised log-mel value is Laplace with
 unit scale around the predicted frame (NLL = L1 distance + log 2) and the stop flag of each step is Bernoulli.
 ``log_prob`` is the exact log-density (nats) of a prompt's frames and stop flags given its text under teacher
-forcing. ``loss`` is that NLL per frame plus, optionally, a guided-attention penalty (Tachibana et al. 2018) that
-pulls alignments towards the diagonal so they form within minutes of CPU training; the penalty is not part of
-the likelihood.
+forcing. ``loss`` is that NLL per frame plus two training aids that are not part of the likelihood:
+
+- a guided-attention penalty (Tachibana et al. 2018, :func:`guided_attention_penalty`) that pulls alignments
+  towards the diagonal so they form within minutes of CPU training. It is scaled by ``n_mels``: the frame NLL is
+  a sum over the bands, so ``guided_attention = 1`` weighs the penalty like Tachibana's (a mean per value);
+- the stop flag's positive (the last step of a prompt, one step in dozens) weighed ``stop_weight`` times, so
+  the rare "stop now" is not drowned by the "go on" steps.
 
 The decoder is a Python loop over frames even in training: each alignment depends on the previous one, which no
 parallel form gives. The encoder and every per-step operation are batched.
@@ -41,6 +45,24 @@ class Synthesis:
     frames: Tensor
     alignment: Tensor
     stopped: bool
+
+
+def guided_attention_penalty(alignments: Tensor, step_mask: Tensor, char_mask: Tensor,
+                             width: float = 0.2) -> Tensor:
+    """Mean over real decoder steps of the attention mass placed off the diagonal, in [0, 1].
+
+    Tachibana et al. (2018): ``W[k, c] = 1 - exp(-(k/K - c/C)^2 / (2 width^2))`` with ``K`` the prompt's real
+    decoder steps and ``C`` its real characters; the penalty is ``sum_c A[k, c] W[k, c]`` averaged over the real
+    steps ``k`` (Tachibana's mean over all ``(k, c)`` cells times ``C``: one scale whatever the text's length).
+    Cells of padded steps or padded characters never count. ``alignments`` ``(B, steps, L)``, ``step_mask``
+    ``(B, steps)`` and ``char_mask`` ``(B, L)`` (True = real)."""
+    steps = step_mask.sum(1).clamp(min=1)
+    chars = char_mask.sum(1).clamp(min=1)
+    k = torch.arange(alignments.shape[1], device=alignments.device)[None, :, None] / steps[:, None, None]
+    c = torch.arange(alignments.shape[2], device=alignments.device)[None, None, :] / chars[:, None, None]
+    weight = 1 - torch.exp(-((k - c) ** 2) / (2 * width ** 2))
+    cells = step_mask[:, :, None] & char_mask[:, None, :]
+    return (alignments * weight * cells).sum() / step_mask.sum().clamp(min=1)
 
 
 class LocationSensitiveAttention(nn.Module):
@@ -77,12 +99,15 @@ class Tacotron(nn.Module):
 
     def __init__(self, n_mels: int, vocab: int, reduction: int = 2, embed: int = 64, encoder: int = 64,
                  prenet: int = 64, attention_rnn: int = 128, decoder_rnn: int = 128, attention: int = 64,
-                 location_filters: int = 16, location_kernel: int = 15, guided_attention: float = 0.2) -> None:
+                 location_filters: int = 16, location_kernel: int = 15, guided_attention: float = 1.0,
+                 guided_width: float = 0.2, stop_weight: float = 1.0) -> None:
         super().__init__()
         if min(n_mels, vocab, reduction, embed, encoder, prenet, attention_rnn, decoder_rnn, attention) < 1:
             raise ValueError("every size of the model must be at least 1")
+        if guided_attention < 0 or guided_width <= 0 or stop_weight <= 0:
+            raise ValueError("guided_attention must be >= 0, guided_width and stop_weight > 0")
         self.n_mels, self.vocab, self.reduction = n_mels, vocab, reduction
-        self.guided_attention = guided_attention
+        self.guided_attention, self.guided_width, self.stop_weight = guided_attention, guided_width, stop_weight
         self.embedding = nn.Embedding(vocab, embed, padding_idx=0)
         self.convs = nn.ModuleList(nn.Conv1d(embed if i == 0 else encoder, encoder, 5, padding=2) for i in range(3))
         self.bilstm = nn.LSTM(encoder, encoder // 2 + encoder % 2, batch_first=True, bidirectional=True)
@@ -182,8 +207,9 @@ class Tacotron(nn.Module):
         return predicted, torch.stack(stops, 1), torch.stack(aligns, 1)
 
     # ------------------------------------------------------------------ likelihood
-    def _scores(self, x: Tensor, cond: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per-example log p (nats), observed frames per example, alignments and the step mask."""
+    def _scores(self, x: Tensor, cond: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Per-example log p (nats), observed frames per example, alignments, the step mask and the per-example
+        log p of the stop flag's positive (the last real step)."""
         ids, observed = self.check_input(x, cond)
         predicted, stop_logits, alignments = self.network(x.float(), ids)
         frame_lp = (-(x - predicted).abs() - LOG2).sum(-1)  # Laplace, unit scale, per frame
@@ -195,36 +221,44 @@ class Tacotron(nn.Module):
         step_mask = k < steps[:, None]
         stop_target = (k == steps[:, None] - 1).float()
         stop_lp = -F.binary_cross_entropy_with_logits(stop_logits, stop_target, reduction="none")
-        return frame_lp + (stop_lp * step_mask).sum(1), frames_per_example, alignments, step_mask
+        positive_lp = (stop_lp * stop_target * step_mask).sum(1)
+        return frame_lp + (stop_lp * step_mask).sum(1), frames_per_example, alignments, step_mask, positive_lp
 
     def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
         """Nats per prompt: its frames (Laplace) and its stop flags (Bernoulli) given its text."""
         return self._scores(x, cond)[0]
 
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
-        """NLL per frame (nats), plus the guided-attention penalty when ``guided_attention > 0``."""
-        lp, frames, alignments, step_mask = self._scores(x, cond)
-        nll = -lp.sum() / frames.sum().clamp(min=1)
+        """NLL per frame (nats) with the stop positives weighed ``stop_weight`` times, plus ``guided_attention
+        * n_mels`` times the guided-attention penalty."""
+        lp, frames, alignments, step_mask, positive_lp = self._scores(x, cond)
+        nll = -(lp + (self.stop_weight - 1) * positive_lp).sum() / frames.sum().clamp(min=1)
         if self.guided_attention <= 0:
             return nll
-        chars = (cond.labels != 0).sum(1).clamp(min=1).to(x.device)
-        steps = step_mask.sum(1).clamp(min=1)
-        n = torch.arange(alignments.shape[1], device=x.device)[None, :, None] / steps[:, None, None]
-        c = torch.arange(alignments.shape[2], device=x.device)[None, None, :] / chars[:, None, None]
-        weight = 1 - torch.exp(-((n - c) ** 2) / (2 * 0.2 ** 2))
-        penalty = (alignments * weight * step_mask[:, :, None]).sum() / step_mask.sum()
-        return nll + self.guided_attention * penalty
+        penalty = guided_attention_penalty(alignments, step_mask, (cond.labels != 0).to(x.device), self.guided_width)
+        return nll + self.guided_attention * self.n_mels * penalty
 
     # ------------------------------------------------------------------ synthesis
     @torch.no_grad()
-    def synthesise(self, ids: Tensor, max_steps: int = 400, stop_threshold: float = 0.5) -> Synthesis:
-        """Frames for one text ``(L,)``, fed back step by step until the stop probability passes the threshold."""
+    def synthesise(self, ids: Tensor, max_steps: int = 400, stop_threshold: float = 0.5,
+                   window: int = 0) -> Synthesis:
+        """Frames for one text ``(L,)``, fed back step by step until the stop probability passes the threshold.
+
+        ``window > 0`` constrains attention to move forward: each step may only attend to the characters from the
+        previous step's most attended one to ``window`` characters after it (off by default; it cannot repair a
+        model that has not learnt to align, only keep a learnt alignment from skipping back or jumping ahead)."""
         if ids.dim() != 1 or not len(ids):
             raise InputError(f"{self.name}: give one text as character ids (L,)")
+        if window < 0:
+            raise InputError(f"{self.name}: the attention window must be >= 0 characters; got {window}")
         state = self.init_state(*self.encode_text(ids[None].to(self.device)))
         frame = torch.zeros(1, self.n_mels, device=self.device)
         outs, aligns, stopped = [], [], False
+        real, position = state["mask"], torch.arange(len(ids), device=self.device)[None]
         for _ in range(max_steps):
+            if window:
+                last = state["alignment"].argmax(-1, keepdim=True)
+                state["mask"] = real & (position >= last) & (position <= last + window)
             out, stop, alignment = self.decoder_step(frame, state)
             outs.append(out[0])
             aligns.append(alignment[0])
