@@ -21,6 +21,11 @@ melody). Writes bench/results/music.json and music.md (``-quick`` suffix for a s
     .venv/bin/python bench/music.py            # 600 steps per model (BENCHMARKS.md: --steps 100)
     .venv/bin/python bench/music.py --quick    # a smoke run: 3 steps per model, a few windows
     .venv/bin/python bench/music.py --models sequence_vae --steps 600 --part-suffix -600   # the VAE alone
+    .venv/bin/python bench/music.py --merge current sequence_vae-600   # add a part to the current music.json
+
+One torch thread by default (``--threads``): with torch's default of one thread per core, a small recurrent model
+on a shared machine spends most of each step waiting for its threads (measured: 8x slower per step for the LSTM
+at load average 9), the main reason the first 100-step language-model rows took ten minutes.
 """
 
 from __future__ import annotations
@@ -157,15 +162,18 @@ def main() -> None:
     p.add_argument("--remi", action="store_true", help="also train the language models on REMI (slower)")
     p.add_argument("--models", default="unigram,rnn_lm,transformer,sequence_vae",
                    help="comma-separated subset to run; a subset writes music-PART.json (--merge joins them)")
-    p.add_argument("--merge", nargs="+", metavar="PART", help="join part files music-PART.json into music.json / "
-                   "music.md (later parts replace rows of the same encoding, model and steps)")
+    p.add_argument("--merge", nargs="+", metavar="PART", help="join part files music-PART.json (`current`: "
+                   "music.json itself) into music.json / music.md (later parts replace rows of the same encoding, "
+                   "model and steps)")
     p.add_argument("--part-suffix", default="", help="appended to a subset's part-file name (e.g. -600)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 steps per model, few windows")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the module docstring)")
     a = p.parse_args()
+    torch.set_num_threads(a.threads)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     if a.merge:
-        write(out, "music", merge([json.loads((out / f"music-{m}.json").read_text()) for m in a.merge]))
+        write(out, "music", merge([json.loads(part_path(out, m).read_text()) for m in a.merge]))
         return
     chosen = a.models.split(",")
     steps, windows, pairs = (3, 8, 2) if a.quick else (a.steps, 120, 20)
@@ -175,6 +183,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for encoding in ("melody", "remi"):
+            if encoding == "remi" and not ("unigram" in chosen or (a.remi and {"rnn_lm", "transformer"} & set(chosen))):
+                continue  # nothing to score on REMI: do not tokenise it
             splits = load_splits("chorales", encoding=encoding, context=CONTEXT[encoding])
             if "unigram" in chosen:
                 rows.append({"encoding": encoding, "model": "unigram",
@@ -205,8 +215,16 @@ def merge(parts: list[dict]) -> dict:
     for part in parts:
         rows.update({(r["encoding"], r["model"], r["steps"]): r for r in part["rows"]})
         vae_runs.update({v["steps"]: v for v in part.get("vae_runs", [])})
-    report["rows"], report["vae_runs"] = list(rows.values()), [vae_runs[k] for k in sorted(vae_runs)]
+    order = {m: i for i, m in enumerate(("unigram", "rnn_lm", "transformer", "sequence_vae"))}
+    report["rows"] = sorted(rows.values(), key=lambda r: (r["encoding"] != "melody", order.get(r["model"], 9),
+                                                          r["steps"]))
+    report["vae_runs"] = [vae_runs[k] for k in sorted(vae_runs)]
     return report
+
+
+def part_path(out: Path, part: str) -> Path:
+    """The file of part ``part``: ``music-PART.json``, or ``music.json`` for ``current``."""
+    return out / ("music.json" if part == "current" else f"music-{part}.json")
 
 
 def write(out: Path, stem: str, report: dict) -> None:

@@ -281,7 +281,11 @@ def test_every_forecaster_is_exported_or_listed():
     from chainrule.modalities.registry import model_names
 
     assert NOT_EXPORTABLE_FORECASTERS == {}
-    assert set(FORECAST_STEPS) | set(NOT_EXPORTABLE_FORECASTERS) == set(model_names("series"))
+    # forecasters only: a latent series model (the sequence VAE) has no forecast step; its export is refused by
+    # the family check in forecast_plan (test_a_latent_series_run_is_refused_in_one_line)
+    forecasters = {n for n in model_names("series") if model_class(n, "series").family == "autoregressive"}
+    assert forecasters < set(model_names("series"))
+    assert set(FORECAST_STEPS) | set(NOT_EXPORTABLE_FORECASTERS) == forecasters
 
 
 @pytest.mark.parametrize("name,head", [("lstm", None), ("deepar", "negative_binomial"), ("transformer", None)])

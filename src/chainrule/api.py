@@ -47,7 +47,7 @@ def _model_run(run: Run | str | Path) -> Run:
     run = run if isinstance(run, Run) else open_run(run)
     if run.kind is RunKind.SERIES:
         raise ConfigError(f"{run.path} is a time-series run: use 'chainrule forecast predict|backtest' "
-                          "(or chainrule.modalities.series.api)")
+                          "(or chainrule.modalities.series.api; a series sequence VAE: 'chainrule eval|sample')")
     return run
 
 
@@ -105,6 +105,11 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
     ``resume=True`` continues the run from its newest checkpoint, or starts it again from its saved config when
     it was stopped before its first checkpoint.
     """
+    if _series_data(dataset) or (resume and run_dir is not None and open_run(run_dir).kind is RunKind.SERIES):
+        from chainrule.modalities.series.api import train_forecaster  # a series dataset: its windows, its trainer
+
+        return train_forecaster(dataset, model, run_dir=run_dir, config_file=config_file, overrides=overrides,
+                                resume=resume)
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs the run directory (--run DIR)")
@@ -121,6 +126,13 @@ def train(dataset: str | None = None, model: str | None = None, config_file: str
                 splits["train"].tokenizer.save(run.path / TOKENIZER_FILE)
             run.save_config()  # before any weights: a run killed from here on can be resumed
         return _fit(run, net, splits, resume=False)
+
+
+def _series_data(dataset: str | None) -> bool:
+    """True for a registered time-series dataset name (``chainrule forecast datasets``)."""
+    from chainrule.modalities.series.api import is_dataset_name
+
+    return dataset is not None and is_dataset_name(dataset)
 
 
 def _fit(run: Run, net: AutoregressiveModel, splits: dict[str, ImageDataset], resume: bool) -> Run:
@@ -183,7 +195,20 @@ def finish_run(run: Run) -> None:
 def evaluate(run: Run | str | Path, split: str = "test", batch_size: int = 256,
              model: AutoregressiveModel | None = None, out: str | Path | None = None) -> dict[str, Any]:
     """Exact NLL of a split: nats per example and bits/dim. Written to ``out`` (JSON) when given, else recorded
-    in the run's summary.json when the run can take it: evaluating needs only read access."""
+    in the run's summary.json when the run can take it: evaluating needs only read access. A latent series run
+    (the sequence VAE on windows) reports its ELBO and IWAE bounds on its held-out windows instead."""
+    run = run if isinstance(run, Run) else open_run(run)
+    if run.kind is RunKind.SERIES:
+        from chainrule.modalities.series.latent import evaluate_run
+
+        if split != "test":
+            raise ConfigError(f"a series run is scored on its held-out windows only (split 'test'), not {split!r}")
+        result = evaluate_run(run, batch_size=batch_size)
+        if out is not None:
+            atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        else:
+            _record(run, {"eval_test": result})
+        return result
     run = _model_run(run)
     splits = load_data(run.config["data"], run.path)
     if split not in splits:
@@ -264,10 +289,12 @@ def sample(run: Run | str | Path, n: int = 64, cls: int | str | None = None, tem
 
 def sample_audio(run: Run | str | Path, seconds: float = 2.0, n: int = 1, cls: int | str | None = None,
                  temperature: float = 1.0, seed: int = 0, use_cache: bool = True,
-                 model: AutoregressiveModel | None = None) -> Tensor:
+                 model: AutoregressiveModel | None = None, engine: str | None = None) -> Tensor:
     """``n`` waveforms of ``seconds`` from an audio run, as levels ``(n, 1, T)`` (write them with
-    :func:`write_run_wav`); ``use_cache=False`` re-runs the receptive field per sample (Fast WaveNet's baseline)."""
-    from chainrule.modalities.audio.generation import generate
+    :func:`write_run_wav`); ``use_cache=False`` re-runs the receptive field per sample (Fast WaveNet's baseline).
+    ``engine`` runs the queued step: ``eager``, ``static`` (default), ``compiled`` or ``auto`` (compiled for long
+    outputs, where its one-off compilation pays; docs/audio.md); every engine gives the same audio for a seed."""
+    from chainrule.modalities.audio.generation import auto_engine, generate
 
     run = _model_run(run)
     if run.kind is not RunKind.AUDIO:
@@ -278,8 +305,11 @@ def sample_audio(run: Run | str | Path, seconds: float = 2.0, n: int = 1, cls: i
     model = model or run.load_model()
     cond = _resolve_class(run, model, cls, n)
     length = max(1, round(seconds * int(run.spec["sample_rate"])))
+    if engine == "auto":
+        engine = auto_engine(model, n * length) if use_cache else None
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    return generate(model, n, length, cond, temperature=temperature, use_cache=use_cache, generator=gen)
+    return generate(model, n, length, cond, temperature=temperature, use_cache=use_cache, generator=gen,
+                    engine=engine)
 
 
 def write_run_wav(run: Run | str | Path, levels: Tensor, out: str | Path) -> Path:

@@ -20,6 +20,8 @@ TEXT_EVAL = "tests/test_text_eval.py"
 PATHS = "tests/test_ts_paths.py"
 SCALE = "tests/test_ts_scale.py"
 TS_LEARNING = "tests/test_ts_learning.py"
+WAVENET_ENGINE = "tests/test_wavenet_engine.py"
+EVAL_SUBSET = "tests/test_eval_subset.py"
 
 MUTANTS: list[Mutant] = [
     Mutant("categorical-temperature-multiplies", "core/heads/categorical.py",
@@ -137,7 +139,54 @@ MUTANTS: list[Mutant] = [
            "return self.iwae(scaled, k, generator) - self.log_scale(scaled, cond)",
            "return self.iwae(scaled, k, generator)",
            ("tests/test_series_vae.py::test_trains_on_real_series_windows_and_its_bounds_are_ordered",)),
+    Mutant("series-vae-elbo-in-scaled-units", "modalities/series/models/sequence_vae.py",
+           "return rec - kl.sum(-1) - self.log_scale(scaled, cond)", "return rec - kl.sum(-1)",
+           ("tests/test_series_vae.py::test_registered_vae_trains_on_all_but_the_holdout_and_its_iwae_bound_beats_"
+            "its_elbo",)),
+    Mutant("series-vae-trains-on-the-holdout", "modalities/series/api.py",
+           "ss = holdout_cut(ss, f.make_spec(ss).horizon)", "pass",
+           ("tests/test_series_vae.py::test_registered_vae_trains_on_all_but_the_holdout_and_its_iwae_bound_beats_"
+            "its_elbo",)),
+    Mutant("series-vae-samples-in-scaled-units", "modalities/series/latent.py",
+           "cpu() * cond.scale.double()[:, None, None]).numpy()", "cpu()).numpy()",
+           ("tests/test_series_vae.py::test_sample_writes_windows_from_the_prior_in_the_series_units",)),
+    Mutant("series-vae-backtest-not-refused", "modalities/series/neural.py",
+           "        if not fit_only:\n            require_forecaster(cls)", "        pass",
+           ("tests/test_series_vae.py::test_a_latent_series_run_is_refused_in_one_line",)),
     Mutant("folksongs-corpus-paths-positional", "modalities/music/data/sources.py",
            'corpus.getPaths(fileExtensions=("abc",))', 'corpus.getPaths("abc")',
            ("tests/test_folksongs.py",)),
+    Mutant("wavenet-engine-ring-slot-off-by-one", "modalities/audio/engine.py",
+           "older = queues.index_select(1, slots)",
+           'older = queues.index_select(1, t["offsets"] + (where + 1) % t["dilations"])',
+           (f"{WAVENET_ENGINE}::test_static_step_gives_the_full_networks_conditionals",)),
+    Mutant("wavenet-engine-fused-taps-swapped", "modalities/audio/engine.py",
+           "torch.cat([w[:, :, 0], w[:, :, 1]], dim=1)", "torch.cat([w[:, :, 1], w[:, :, 0]], dim=1)",
+           (f"{WAVENET_ENGINE}::test_static_step_gives_the_full_networks_conditionals",)),
+    Mutant("wavenet-engine-local-gates-one-frame-late", "modalities/audio/engine.py",
+           "torch.clamp(where // hop,", "torch.clamp(where // hop + 1,",
+           (f"{WAVENET_ENGINE}::test_static_step_gives_the_full_networks_conditionals",)),
+    Mutant("wavenet-engine-first-input-not-silence", "modalities/audio/engine.py",
+           ".view_as(prev) * (where > 0)", ".view_as(prev)",
+           (f"{WAVENET_ENGINE}::test_static_step_gives_the_full_networks_conditionals",)),
+    Mutant("categorical-noise-draw-multiplies", "core/heads/categorical.py",
+           "(probs / noise.view_as(probs))", "(probs * noise.view_as(probs))",
+           (f"{WAVENET_ENGINE}::test_draw_from_exponential_noise_is_the_heads_draw",)),
+    Mutant("eval-subset-redrawn-each-evaluation", "core/training/trainer.py",
+           "self.device, self.ctx, self.val_indices)",
+           "self.device, self.ctx, eval_indices(len(self.val_set), cfg.eval_max_windows, cfg.seed + p.step))",
+           (f"{EVAL_SUBSET}::test_every_evaluation_scores_the_same_subset",)),
+    Mutant("eval-subset-option-ignored", "core/training/trainer.py",
+           "self.device, self.ctx, self.val_indices)", "self.device, self.ctx)",
+           (f"{EVAL_SUBSET}::test_every_evaluation_scores_the_same_subset",)),
+    Mutant("eval-subset-from-the-global-rng", "core/training/eval_subset.py",
+           "torch.randperm(num_examples, generator=g)", "torch.randperm(num_examples)",
+           (f"{EVAL_SUBSET}::test_subset_is_a_pure_function_of_split_size_count_and_seed",)),
+    Mutant("eval-subset-seeded-per-rank", "core/training/trainer.py",
+           "cfg.eval_max_windows, cfg.seed) if val_set",
+           "cfg.eval_max_windows, cfg.seed + int(__import__('os').environ.get('RANK', '0'))) if val_set",
+           (f"{EVAL_SUBSET}::test_two_processes_score_the_same_subset_as_one",)),
+    Mutant("eval-subset-marked-by-the-option-not-the-count", "core/training/trainer.py",
+           '"val_subset": scored < n}', '"val_subset": self.cfg.eval_max_windows > 0}',
+           (f"{EVAL_SUBSET}::test_a_subset_as_large_as_the_split_is_the_full_evaluation_exactly",)),
 ]

@@ -30,6 +30,11 @@ def run(a: argparse.Namespace) -> None:
     res = api.evaluate(a.run, split=a.split, batch_size=a.batch_size, out=a.out)
     if a.json:
         print(json.dumps(res, indent=2))
+    elif "nll_iwae_nats" in res:  # a latent series model: both bounds
+        print(f"{res['model']} on {res['data']}: NLL <= {res['nll_iwae_nats']:.4f} nats/window (IWAE bound, "
+              f"k={res['iwae_samples']}), <= {res['nll_elbo_nats']:.4f} (ELBO); per scored step "
+              f"{res['nll_iwae_nats_per_step']:.4f} / {res['nll_elbo_nats_per_step']:.4f} "
+              f"({res['windows']} windows, upper bounds)")
     elif "bits_per_sample" in res:
         print(f"{res['model']} on {res['data']}: {res['bits_per_sample']:.4f} bits/sample "
               f"({res['quantization']}, {res['split']} split, {res['examples']} crops)")

@@ -279,11 +279,18 @@ def _models(_: argparse.Namespace) -> None:
     from chainrule.core.heads import CONTINUOUS_HEADS as HEADS
     from chainrule.modalities.registry import model_class, model_names
 
+    latent = []
     for name in model_names("series"):
         cls = model_class(name, "series")
+        if cls.family != "autoregressive":  # no forecast: listed apart
+            latent.append(name)
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:12s} {doc}  [default head {cls.default_head}]")
     print(f"heads: {', '.join(HEADS)}")
+    if latent:
+        print(f"latent-variable models of series windows (no forecast; 'chainrule train DATASET NAME', then "
+              f"'chainrule eval' / 'chainrule sample'): {', '.join(latent)}")
 
 
 SUBCOMMANDS = {"train": _train, "predict": _predict, "backtest": _backtest, "stability": _stability,

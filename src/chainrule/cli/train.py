@@ -11,6 +11,7 @@ EXAMPLES = """examples:
   chainrule train digits gated_pixelcnn --set train.steps=2000 --run runs/digits-gated
   chainrule train mnist made --set data.binarize=dynamic --set model.num_masks=8
   chainrule train imagefolder:photos/ pixelcnn_pp --set data.size=32 --config my.yaml
+  chainrule train airpassengers sequence_vae --run runs/air-vae   # a series dataset: the VAE on its windows
   chainrule train --resume --run runs/digits-gated        # continue exactly where it stopped
   torchrun --nproc_per_node 2 -m chainrule train digits pixelcnn --run-dir runs/ddp"""
 

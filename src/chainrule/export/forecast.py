@@ -79,6 +79,9 @@ def forecast_plan(model: nn.Module, spec: dict[str, Any], max_context: int | Non
     """Export plan of a forecaster with its run's ``timeseries`` spec; :class:`ConfigError` if not exportable."""
     from chainrule.modalities.series.features import FeatureSpec
 
+    if model.family != "autoregressive":  # the sequence VAE on windows: no forecast, so no step to export
+        raise ConfigError(f"model {model.name!r} cannot be exported: a latent-variable model of series windows has "
+                          "no forecast step (use `chainrule sample` / `chainrule eval`)")
     if model.name in NOT_EXPORTABLE_FORECASTERS or model.name not in FORECAST_STEPS:
         why = NOT_EXPORTABLE_FORECASTERS.get(model.name, "no exportable incremental step")
         raise ConfigError(f"forecasting model {model.name!r} cannot be exported: {why}")

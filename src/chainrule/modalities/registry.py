@@ -40,6 +40,7 @@ MODELS: dict[tuple[str, str], str] = {
     ("series", "lstm"): "chainrule.modalities.series.models.lstm:LSTMForecaster",
     ("series", "deepar"): "chainrule.modalities.series.models.deepar:DeepAR",
     ("series", "transformer"): "chainrule.modalities.series.models.transformer:TransformerForecaster",
+    ("series", "sequence_vae"): "chainrule.modalities.series.models.sequence_vae:SeriesSequenceVAE",
 }
 
 MODALITIES = tuple(dict.fromkeys(m for m, _ in MODELS))

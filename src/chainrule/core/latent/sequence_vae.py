@@ -221,23 +221,31 @@ class SequenceVAE(ImportanceWeightedBound, AutoregressiveModel):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def decode_latents(self, z: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
-                       x_given: Tensor | None = None, known: Tensor | None = None) -> Tensor:
+                       x_given: Tensor | None = None, known: Tensor | None = None, length: int | None = None
+                       ) -> Tensor:
         """Values ``(N, 1, T)`` decoded from latents ``(N, latent)``, one position at a time (temperature 0:
-        the most probable value at each step); positions where ``known`` is True keep ``x_given``."""
+        the most probable value at each step); positions where ``known`` is True keep ``x_given``. ``length``
+        (a multiple of ``segment_length``) defaults to the event's; values are the head's (ids or numbers)."""
         n = z.shape[0]
-        plan = self.conduct(z)
-        x = torch.zeros((n, *self.event_shape), dtype=torch.long, device=z.device)
+        length = self.num_positions if length is None else int(length)
+        if length < 1 or length % self.segment_length:
+            raise ConfigError(f"{self.name}: a decoded length must be a positive multiple of segment_length "
+                              f"{self.segment_length}, got {length}")
+        plan = self.conduct(z, length // self.segment_length)
+        x: Tensor | None = None
         prev = self.start.expand(n, 1, -1)
         state = None
-        for t in range(self.num_positions):
+        for t in range(length):
             u, offset = divmod(t, self.segment_length)
             if offset == 0:
                 state = self.segment_state(plan[:, u])
             out, state = self.decoder(torch.cat([prev, plan[:, u:u + 1], z.unsqueeze(1)], dim=-1), state)
             params = self.out(out[:, 0])
-            value = self.head.sample(params.unsqueeze(-1), temperature=temperature, generator=generator)[..., 0]
+            value = self.head.sample(params.unsqueeze(-1), temperature=temperature, generator=generator).reshape(n, 1)
             if known is not None and x_given is not None:
                 value = torch.where(known[:, t:t + 1], x_given[..., t], value)
+            if x is None:
+                x = value.new_zeros((n, 1, length))
             x[..., t] = value
             prev = self.encode(x[..., t:t + 1])
         return x

@@ -118,7 +118,7 @@ def train_forecaster(data: str | Path | None = None, model: str | None = None, h
     d = cfg["data"]
     ss = load_series(d["source"], d.get("time"), d.get("target"), d.get("id"), d["covariates"], d.get("freq"))
     name, opts = forecaster_options(cfg["model"])
-    f = NeuralForecaster(name, train_options=cfg["train"], **opts)
+    f = NeuralForecaster(name, train_options=cfg["train"], fit_only=True, **opts)
     fspec = f.make_spec(ss)
     check_length(ss, fspec.context, fspec.horizon)
     if run_dir is None and env_world_size() > 1:
@@ -139,7 +139,8 @@ def _resume_forecaster(run_dir: str | Path | None) -> Run:
         raise ConfigError("--resume needs the run directory (--run DIR)")
     with run_lock(run_dir, enabled=is_main_process()):
         run = open_run(run_dir)
-        f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)))[0]
+        f = make_forecaster(run.path, progress=bool(run.config.get("train", {}).get("progress", True)),
+                            fit_only=True)[0]
         _fit_run(f, _run_data(run, None), run.path, resume=bool(list_checkpoints(run.path)))
     return run
 
@@ -147,13 +148,17 @@ def _resume_forecaster(run_dir: str | Path | None) -> Run:
 def _fit_run(f: NeuralForecaster, ss: SeriesSet, path: Path, resume: bool = False) -> None:
     """Train ``f`` into the run at ``path``; with ``output.tensorboard=true`` also into its TensorBoard event
     file, with the fan chart of a forecast from the end of the training data (``plots/forecast.png``)."""
+    from chainrule.modalities.series.latent import holdout_cut, is_latent
+
+    if is_latent(f.model_name):  # judged by its likelihood on the held-out tail (series/latent.py)
+        ss = holdout_cut(ss, f.make_spec(ss).horizon)
     sink = tensorboard_sink(path, open_run(path).config) if is_main_process() else None
     try:
         f.fit(ss, run_dir=path, resume=resume, sinks=[sink] if sink else [])
         if sink is not None:
             try:
                 predict(path, plot=Path(path) / PLOTS_DIR / "forecast.png")
-            except DataError as e:  # e.g. future covariates the training data does not hold
+            except (DataError, ConfigError) as e:  # future covariates the data lacks; a model with no forecast
                 warnings.warn(f"no fan chart for TensorBoard: {e}", stacklevel=2)
             sink.add_run_outputs(path)
     finally:
@@ -367,9 +372,10 @@ def _history_times(spec: dict[str, Any], n: int, start: str | None) -> pd.Index:
 
 # ---------------------------------------------------------------------------- evaluation
 def make_forecaster(model_or_run: str | Path, steps: int | None = None, seed: int | None = None,
-                    **options: Any) -> tuple[Any, Run | None]:
+                    fit_only: bool = False, **options: Any) -> tuple[Any, Run | None]:
     """A fresh (untrained) forecaster: a baseline name, a neural model name, or a run directory's
-    configuration (retrained by the backtest on each training cut, so nothing looks ahead)."""
+    configuration (retrained by the backtest on each training cut, so nothing looks ahead). A model without a
+    forecast (the sequence VAE) is refused unless ``fit_only`` (resuming its training)."""
     from chainrule.modalities.series.baselines import BASELINES, make_baseline
 
     p = Path(str(model_or_run))
@@ -382,7 +388,7 @@ def make_forecaster(model_or_run: str | Path, steps: int | None = None, seed: in
         train.update({k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
         return NeuralForecaster(name, context=spec["context"], horizon=spec["horizon"], lags=spec["lags"],
                                 calendar=bool(spec.get("calendar")), progress=options.get("progress", False),
-                                train_options=train, **model), run
+                                train_options=train, fit_only=fit_only, **model), run
     if str(model_or_run).lower() in BASELINES:
         return make_baseline(str(model_or_run)), None
     opts = {k: v for k, v in options.items() if v is not None}

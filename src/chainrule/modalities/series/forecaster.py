@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from chainrule.core.errors import ConfigError
 from chainrule.modalities.series.table import SeriesSet
+
+
+def require_forecaster(model: Any) -> None:
+    """:class:`ConfigError` when a registered series model (class or instance) has no forecast: a latent-variable
+    model of whole windows (``family != "autoregressive"``) trains on the same windows but rolls nothing out."""
+    if getattr(model, "family", "autoregressive") != "autoregressive":
+        raise ConfigError(f"{model.name} is a latent-variable model: it has no forecast; use `chainrule sample` / "
+                          "`chainrule eval`")
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ from chainrule.core.training.distributed import DistContext, resolve_device
 from chainrule.core.training.metrics import MetricsSink
 from chainrule.modalities.registry import build_model, model_class
 from chainrule.modalities.series.features import FeatureSpec, TrainingWindows, history_batch
+from chainrule.modalities.series.forecaster import require_forecaster
 from chainrule.modalities.series.models.base import ForecastModel
 from chainrule.modalities.series.run_config import TRAIN_DEFAULTS
 from chainrule.modalities.series.table import SeriesSet
@@ -42,6 +43,8 @@ class NeuralForecaster:
             :data:`~chainrule.modalities.series.run_config.TRAIN_DEFAULTS`); ``train_options`` sets any other
             :class:`~chainrule.core.training.TrainConfig` option (e.g. ``weight_decay``, ``ema``).
         max_batch: most sample paths rolled out at once in ``predict``.
+        fit_only: allow a registered series model that has no forecast (the sequence VAE): it is trained on the
+            same windows, and ``predict`` refuses it. Without it such a model is refused at once.
         **model_kwargs: architecture options, e.g. ``head="negative_binomial"``, ``hidden_size=64``.
     """
 
@@ -49,8 +52,11 @@ class NeuralForecaster:
                  steps: int | None = None, seed: int | None = None, lags: list[int] | None = None,
                  calendar: bool = True, batch_size: int | None = None, lr: float | None = None,
                  max_seconds: float | None = None, progress: bool = False, device: str | None = None,
-                 max_batch: int = 16384, train_options: dict[str, Any] | None = None, **model_kwargs: Any) -> None:
+                 max_batch: int = 16384, train_options: dict[str, Any] | None = None, fit_only: bool = False,
+                 **model_kwargs: Any) -> None:
         cls = model_class(model, "series")
+        if not fit_only:
+            require_forecaster(cls)  # before anything trains: a backtest of a model that cannot forecast
         self.model_name = cls.name
         self.head_name = build_head(model_kwargs.pop("head", None) or cls.default_head).name
         self.name = self.model_name if self.head_name == cls.default_head else f"{self.model_name}-{self.head_name}"
@@ -102,6 +108,7 @@ class NeuralForecaster:
         """Sample paths ``(len(context), num_samples, horizon)`` (float64) from the end of each series."""
         if self.model is None or self.spec is None:
             raise ConfigError(f"{self.name}: predict before fit")
+        require_forecaster(self.model)
         y, cond = history_batch(context, self.spec, horizon)
         device = self.model.device
         paths = self.model.sample_paths(y.to(device), cond.to(device), horizon, num_samples, seed=seed,

@@ -1,4 +1,5 @@
-"""Fan chart of probabilistic forecasts: recent history, the median and the 50% / 90% bands."""
+"""Fan chart of probabilistic forecasts (recent history, the median and the 50% / 90% bands), and windows drawn by
+a latent model beside the data's last window."""
 
 from __future__ import annotations
 
@@ -51,5 +52,38 @@ def fan_chart(ids: Sequence[str], history_times: Sequence, history: Sequence[np.
     if title:
         fig.suptitle(title + (f" (first {n} of {len(ids)} series)" if len(ids) > n else ""))
     fig.autofmt_xdate()
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
+def window_samples_chart(ids: Sequence[str], last_windows: Sequence[np.ndarray], samples: np.ndarray,
+                         out: str | Path, title: str = "", max_series: int = 6) -> Path:
+    """A PNG with one panel per series (the first ``max_series``): its last window (black) and the windows a
+    latent model drew for it (``samples`` ``(S, N, T)``, thin lines), over the window's steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(ids), max_series)
+    cols = 1 if n == 1 else 2
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols if cols == 1 else 6 * cols, 3.2 * rows), squeeze=False)
+    steps = np.arange(1, samples.shape[-1] + 1)
+    for k in range(n):
+        ax = axes[k // cols][k % cols]
+        for i, path in enumerate(samples[k]):
+            ax.plot(steps, path, color="tab:blue", lw=0.8, alpha=0.6, label="drawn windows" if i == 0 else None)
+        last = np.asarray(last_windows[k], dtype=float)
+        ax.plot(steps[-len(last):], last, color="black", lw=1.4, label="last window of the data")
+        ax.set_title(str(ids[k]), fontsize=10)
+        ax.set_xlabel("step of the window")
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=8, loc="upper left")
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    if title:
+        fig.suptitle(title + (f" (first {n} of {len(ids)} series)" if len(ids) > n else ""))
     fig.tight_layout()
     return save_png(fig, out)

@@ -5,7 +5,9 @@ Student-t in units of the window's scale).
 It trains through the series pipeline like a forecaster (:class:`~chainrule.modalities.series.features.
 TrainingWindows` and the one Trainer: ``loss(y, cond)`` on windows ``(B, T)`` with their
 :class:`~chainrule.core.contract.Condition`), but it is a latent-variable model of whole windows, not a
-forecaster: it reads values only (no lags or time features), and it does not roll out forecasts. Each window is
+forecaster: it reads values only (no lags or time features), and it does not roll out forecasts (the forecast
+commands refuse it; ``chainrule eval`` reports its bounds on held-out windows and ``chainrule sample`` draws
+windows from its prior, :mod:`chainrule.modalities.series.latent`). Each window is
 divided by its ``cond.scale``, left-padded with missing values to whole segments; missing steps (NaN, or outside
 ``cond.observed``) are read as "missing" by the encoder and not scored. ``log_prob`` is in original units (the
 scaled density minus ``log scale`` per scored step): the ELBO while training, the IWAE bound in eval mode.
@@ -113,6 +115,22 @@ class SeriesSequenceVAE(SequenceVAE):
         scaled = self.scaled(x, cond)
         return self.iwae(scaled, k, generator) - self.log_scale(scaled, cond)
 
+    @torch.no_grad()
+    def sample_windows(self, n: int, width: int, scored: int, temperature: float = 1.0,
+                       generator: torch.Generator | None = None) -> Tensor:
+        """``n`` windows ``(n, scored)`` from the prior, in units of the window scale: the decoder runs over the
+        ``width`` steps of a training window (left-padded to whole segments) with the steps before the last
+        ``scored`` missing, as they were in training, and the last ``scored`` steps are drawn."""
+        if not 1 <= scored <= width:
+            raise ConfigError(f"{self.name}: scored steps must be in 1..{width}, got {scored}")
+        length = width + (-width % self.segment_length)
+        missing = torch.arange(length, device=self.device) < length - scored
+        given = torch.full((n, 1, length), float("nan"), device=self.device)
+        z = torch.randn((n, self.latent), generator=generator, device=self.device, dtype=self.out.weight.dtype)
+        x = self.decode_latents(z, temperature, generator, given, missing.expand(n, -1), length=length)
+        return x[:, 0, length - scored:]
+
     def draw(self, n: int, cond: Any, x_given: Tensor | None, known: Tensor | None, temperature: float,
              use_cache: bool, generator: torch.Generator | None) -> Tensor:
-        raise ConfigError(f"{self.name} on series models whole windows; it does not sample forecasts")
+        raise ConfigError(f"{self.name} on series models whole windows (sample_windows, `chainrule sample RUN`); "
+                          "it does not sample forecasts")
