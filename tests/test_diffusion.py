@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+from chainrule.modalities.image.models.ddpm import ddim_step
 from chainrule.modalities.registry import build_model
 
 
@@ -106,3 +107,22 @@ def test_training_loss_is_an_unbiased_estimate_of_the_bound():
         model.train()
         sampled = model.log_prob(x)
     assert abs(sampled.mean() - full) < 4 * sampled.std() / math.sqrt(len(x)) + 0.01
+
+
+def test_a_ddim_step_keeps_the_clamped_image_and_its_noise_on_the_forward_path():
+    """After the predicted clean image is clamped to [-1, 1], the noise the step moves along must be the one that
+    reproduces the current x with it (x = sqrt(abar) x0 + sqrt(1 - abar) eps); the network's raw noise beside a
+    clamped image drifts off that path and saturates the samples over tens of steps."""
+    torch.manual_seed(0)
+    x = 2.0 * torch.randn(64, 1, 4, 4, dtype=torch.float64)
+    eps = torch.randn_like(x)  # predictions whose clean image lies partly outside [-1, 1]
+    abar, abar_next = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64)
+    x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+    assert (x0.abs() == 1).any()  # the case the step must handle
+    x_next = ddim_step(x, eps, abar, abar_next)
+    moved_along = (x_next - abar_next.sqrt() * x0) / (1 - abar_next).sqrt()  # the noise the step used
+    torch.testing.assert_close(abar.sqrt() * x0 + (1 - abar).sqrt() * moved_along, x)
+    inside = torch.rand_like(x) * 1.8 - 0.9  # a clean image inside the range: nothing to clamp, plain DDIM
+    x = abar.sqrt() * inside + (1 - abar).sqrt() * eps
+    plain = abar_next.sqrt() * inside + (1 - abar_next).sqrt() * eps
+    torch.testing.assert_close(ddim_step(x, eps, abar, abar_next), plain)

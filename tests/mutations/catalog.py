@@ -189,4 +189,7 @@ MUTANTS: list[Mutant] = [
     Mutant("eval-subset-marked-by-the-option-not-the-count", "core/training/trainer.py",
            '"val_subset": scored < n}', '"val_subset": self.cfg.eval_max_windows > 0}',
            (f"{EVAL_SUBSET}::test_a_subset_as_large_as_the_split_is_the_full_evaluation_exactly",)),
+    Mutant("ddim-keeps-the-raw-noise-beside-a-clamped-image", "modalities/image/models/ddpm.py",
+           "    eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()\n", "",
+           ("tests/test_diffusion.py::test_a_ddim_step_keeps_the_clamped_image_and_its_noise_on_the_forward_path",)),
 ]

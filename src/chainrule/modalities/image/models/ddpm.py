@@ -172,9 +172,7 @@ class DDPM(AutoregressiveModel):
                 t = torch.full((n,), step, device=self.device, dtype=torch.long)
                 abar = self.alpha_bars[step - 1]
                 abar_next = self.alpha_bars[grid[i + 1] - 1] if i + 1 < len(grid) else torch.ones_like(abar)
-                eps = self.predict_noise(x, t)
-                x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
-                x = abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps
+                x = ddim_step(x, self.predict_noise(x, t), abar, abar_next)
         else:
             for step in range(self.steps, 0, -1):
                 t = torch.full((n,), step, device=self.device, dtype=torch.long)
@@ -185,3 +183,13 @@ class DDPM(AutoregressiveModel):
                     x = x + temperature * beta.sqrt() * noise
         levels = ((x.clamp(-1, 1) + 1) * (self.levels - 1) / 2).round()
         return levels.long().clamp(0, self.levels - 1)
+
+
+def ddim_step(x: Tensor, eps: Tensor, abar: Tensor, abar_next: Tensor) -> Tensor:
+    """One deterministic DDIM move (eta = 0) from noise level ``abar`` to ``abar_next``. The predicted clean image
+    is clamped to the data range [-1, 1], and the noise is then re-derived from it, so that the pair still
+    reproduces ``x`` (``x = sqrt(abar) x0 + sqrt(1 - abar) eps``); keeping the network's raw noise beside a clamped
+    image would push ``x`` off the forward process's path, and over tens of steps the samples saturate."""
+    x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+    eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+    return abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps
