@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,8 @@ def fan_chart(ids: Sequence[str], history_times: Sequence, history: Sequence[np.
     h = samples.shape[-1]
     keep = history_points or max(4 * h, 48)
     q = np.quantile(samples[:n], FAN_QUANTILES, axis=1)  # (5, n, H)
-    cols = 1 if n == 1 else 2
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols if cols == 1 else 6 * cols, 3.2 * rows), squeeze=False)
-    for k in range(n):
-        ax = axes[k // cols][k % cols]
+    fig, panels = _panels(plt, n)
+    for k, ax in enumerate(panels):
         ht, hv = list(history_times[k])[-keep:], np.asarray(history[k], dtype=float)[-keep:]
         ft = list(future_times[k])
         ax.plot(ht, hv, color="black", lw=1.2, label="history")
@@ -44,46 +42,50 @@ def fan_chart(ids: Sequence[str], history_times: Sequence, history: Sequence[np.
         ax.fill_between(ft, q[1, k], q[3, k], color="tab:blue", alpha=0.4, lw=0, label="50% band")
         ax.plot(ft, q[2, k], color="tab:blue", lw=1.5, label="median")
         ax.set_title(str(ids[k]), fontsize=10)
-        ax.grid(alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=8, loc="upper left")
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].axis("off")
-    if title:
-        fig.suptitle(title + (f" (first {n} of {len(ids)} series)" if len(ids) > n else ""))
     fig.autofmt_xdate()
-    fig.tight_layout()
-    return save_png(fig, out)
+    return _finish(fig, panels, ids, title, out)
 
 
 def window_samples_chart(ids: Sequence[str], last_windows: Sequence[np.ndarray], samples: np.ndarray,
                          out: str | Path, title: str = "", max_series: int = 6) -> Path:
     """A PNG with one panel per series (the first ``max_series``): its last window (black) and the windows a
-    latent model drew for it (``samples`` ``(S, N, T)``, thin lines), over the window's steps."""
+    latent model drew for it (``samples`` ``(N, S, T)``: S windows per series, thin lines), over the window's steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = min(len(ids), max_series)
-    cols = 1 if n == 1 else 2
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols if cols == 1 else 6 * cols, 3.2 * rows), squeeze=False)
+    fig, panels = _panels(plt, n)
     steps = np.arange(1, samples.shape[-1] + 1)
-    for k in range(n):
-        ax = axes[k // cols][k % cols]
+    for k, ax in enumerate(panels):
         for i, path in enumerate(samples[k]):
             ax.plot(steps, path, color="tab:blue", lw=0.8, alpha=0.6, label="drawn windows" if i == 0 else None)
         last = np.asarray(last_windows[k], dtype=float)
         ax.plot(steps[-len(last):], last, color="black", lw=1.4, label="last window of the data")
         ax.set_title(str(ids[k]), fontsize=10)
         ax.set_xlabel("step of the window")
+    return _finish(fig, panels, ids, title, out)
+
+
+def _panels(plt: Any, n: int) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels, two per row (one when alone); the unused cell of an odd count is hidden."""
+    cols = 1 if n == 1 else 2
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols if cols == 1 else 6 * cols, 3.2 * rows), squeeze=False)
+    cells = [axes[k // cols][k % cols] for k in range(rows * cols)]
+    for ax in cells[n:]:
+        ax.axis("off")
+    return fig, cells[:n]
+
+
+def _finish(fig: Any, panels: list[Any], ids: Sequence[str], title: str, out: str | Path) -> Path:
+    """Grid and legend on the panels (the legend once, on the first), the title naming how many series are shown."""
+    for ax in panels:
         ax.grid(alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=8, loc="upper left")
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].axis("off")
+    panels[0].legend(fontsize=8, loc="upper left")
     if title:
+        n = len(panels)
         fig.suptitle(title + (f" (first {n} of {len(ids)} series)" if len(ids) > n else ""))
     fig.tight_layout()
     return save_png(fig, out)
