@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from chainrule.core.data.download import cache_root
 from chainrule.core.errors import ConfigError
-from chainrule.core.evaluation.metrics import bits_per_dim, total_nll
+from chainrule.core.evaluation.metrics import dataset_nll
 from chainrule.modalities.image.grids import save_grid
 from chainrule.runs import Run, open_run
 
@@ -207,9 +207,8 @@ def leaderboard(dataset: str, runs: list[str | Path | Run], samples: int = 1000,
         row["train_seconds"] = json.loads(summary.read_text()).get("wall_time") if summary.is_file() else None
         row["test_images"] = min(len(ref.split), test_limit or len(ref.split))
         if model.likelihood != "none":
-            nll = total_nll(model, ref.split, torch.arange(row["test_images"]), 256, model.device).item()
-            nll /= row["test_images"]
-            row.update(nll_nats=nll, bpd=bits_per_dim(nll, model.num_dims))
+            res = dataset_nll(model, ref.split, limit=row["test_images"])
+            row.update(nll_nats=res["nll"], bpd=res["bpd"])
         scores, x = score_samples(model, ref, samples)
         row.update(scores)
         if grids is not None:

@@ -57,9 +57,11 @@ def total_nll(model: nn.Module, data: IndexedDataset, indices: Tensor, batch_siz
     return total
 
 
-def dataset_nll(model: nn.Module, data: IndexedDataset, batch_size: int = 256) -> dict[str, float]:
-    """Mean negative log-likelihood of a whole split, in nats per example and bits/dim."""
-    n = len(data)
+def dataset_nll(model: nn.Module, data: IndexedDataset, batch_size: int = 256,
+                limit: int | None = None) -> dict[str, float]:
+    """Mean negative log-likelihood of a whole split (or of its first ``limit`` examples), in nats per example
+    and bits/dim; ``examples`` says how many were scored."""
+    n = len(data) if limit is None else min(len(data), limit)
     if n == 0:
         raise ValueError("cannot evaluate on an empty split")
     device = next(iter(model.parameters())).device

@@ -7,6 +7,9 @@ attended character never moves back. ``alignment_figures`` measures both on one 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from chainrule.modalities.audio.models.tacotron import guided_attention_penalty
 
 
 def alignment_figures(alignment: np.ndarray, tail: int = 3, width: float = 0.2) -> dict[str, float]:
@@ -20,8 +23,9 @@ def alignment_figures(alignment: np.ndarray, tail: int = 3, width: float = 0.2) 
         raise ValueError(f"an alignment is (steps, characters) with both >= 1; got {alignment.shape}")
     best = alignment.argmax(1)
     forward = float(np.mean(best[1:] >= best[:-1])) if len(best) > 1 else 1.0
-    steps, chars = alignment.shape
-    off = np.arange(steps)[:, None] / steps - np.arange(chars)[None, :] / chars
-    near = np.exp(-(off ** 2) / (2 * width ** 2))
+    chars = alignment.shape[1]
+    a = torch.from_numpy(np.ascontiguousarray(alignment))[None]
+    every = torch.ones(a.shape[:2], dtype=torch.bool), torch.ones(1, chars, dtype=torch.bool)
+    off_diagonal = float(guided_attention_penalty(a, *every, width=width))  # the mass the training penalty counts
     return {"max_weight": float(alignment.max(1).mean()), "forward": forward,
-            "reaches_end": float(best[-1] >= chars - tail), "diagonal": float((alignment * near).sum(1).mean())}
+            "reaches_end": float(best[-1] >= chars - tail), "diagonal": float(alignment.sum(1).mean()) - off_diagonal}
