@@ -14,17 +14,22 @@ signals after trimming leading and trailing silence (40 dB below the peak, libro
 librosa's dB scale to natural-log amplitude (times ln(10)/20), aligned by dynamic time
 warping (librosa.sequence.dtw, Euclidean cost), then ``MCD = 10/ln(10) * sqrt(2 * sum_d (c_d - c'_d)^2)`` dB
 averaged over the warping path; reported as the mean over prompts. Lower is better; MCDs from MFCCs are not
-directly comparable with SPTK mel-cepstra figures in papers. Also: the text-to-mel model's teacher-forced test NLL
-in nats per frame (Laplace frames + Bernoulli stop flags), the share of prompts whose stop flag fired, the
-duration ratio synthesised / recorded, seconds of compute per second of speech (text -> frames -> waveform), and
-how well the model aligns the unseen texts (:func:`chainrule.modalities.audio.alignment.alignment_figures`, mean
-over prompts, both when synthesising and under teacher forcing): ``max_weight``, the mean over decoder steps of
-the largest attention weight (1 = one character at a time, 1/characters = uniform); ``forward``, the share of
-steps whose most attended character does not move back; ``reaches_end``, the share of prompts whose last step
-attends to one of the last 3 characters. Synthesis stops at the stop flag or at 1.5 x the recording's length +
+directly comparable with SPTK mel-cepstra figures in papers. With a post-net, also the MCD of the decoder's own
+frames before it (``tts_from_text_before_postnet``). ``detail``: the mean absolute change of the normalised log-mel
+values from frame to frame (``time``) and from band to band (``bands``) of the recordings and of the synthesised
+frames (and the decoder's, before the post-net): a smeared spectrogram sits well below the recordings. Also: the
+text-to-mel model's teacher-forced test NLL in nats per frame (Laplace frames + Bernoulli stop flags), the share of
+prompts whose stop flag fired, the duration ratio synthesised / recorded, seconds of compute per second of speech
+(text -> frames -> waveform), and how well the model aligns the unseen texts
+(:func:`chainrule.modalities.audio.alignment.alignment_figures`, mean over prompts, both when synthesising and under
+teacher forcing): ``max_weight``, the mean over decoder steps of the largest attention weight (1 = one character at
+a time, 1/characters = uniform); ``forward``, the share of steps whose most attended character does not move back;
+``reaches_end``, the share of prompts whose last step attends to one of the last 3 characters.
+Synthesis stops at the stop flag or at 1.5 x the recording's length +
 0.5 s (``--window W``: with the forward attention constraint of ``Tacotron.synthesise``). The spectrogram and
 alignment PNGs of the first two test prompts (and the spectrogram of their recordings) go to
-bench/results/tts-unseen-{1,2}.{spectrogram,alignment,recorded}.png (without ``--window``; named after ``--out``).
+bench/results/tts-unseen-{1,2}.{spectrogram,alignment,recorded}.png, with a post-net also ``decoder`` (its input)
+(without ``--window``; named after ``--out``).
 
     .venv/bin/python bench/tts.py --run bench/runs/tts/speech-tacotron   # a trained run (chainrule tts-train)
     .venv/bin/python bench/tts.py --quick     # trains a tiny run for a few steps, 3 prompts: a check that it runs
@@ -74,6 +79,14 @@ def mcd(reference: np.ndarray, estimate: np.ndarray, mel: MelFeatures) -> float:
     return float(np.mean(10 / math.log(10) * np.sqrt(2 * (diff ** 2).sum(axis=1))))
 
 
+def detail(frames: np.ndarray) -> dict[str, float]:
+    """How much fine structure a normalised log-mel spectrogram ``(T, bands)`` holds: the mean absolute change from
+    one frame to the next (``time``: onsets, bursts, gaps) and from one band to the next (``bands``: harmonics,
+    formant edges). A smeared spectrogram scores low on both; the recordings set the level to reach."""
+    return {"time": float(np.abs(np.diff(frames, axis=0)).mean()),
+            "bands": float(np.abs(np.diff(frames, axis=1)).mean())}
+
+
 def test_nll_per_frame(model: torch.nn.Module, data: object) -> float:
     total, frames = 0.0, 0
     with torch.no_grad():
@@ -102,7 +115,7 @@ def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         train_tts(overrides=["train.steps=2", "train.batch_size=4", "train.eval_every=2", "train.progress=false",
                              "model.embed=16", "model.encoder=16", "model.prenet=16", "model.attention_rnn=32",
-                             "model.decoder_rnn=32"], run_dir=run_dir)
+                             "model.decoder_rnn=32", "model.postnet=16"], run_dir=run_dir)
     if run_dir is None:
         p.error("give --run RUN (or --quick)")
     run, model, mel = load_tts(run_dir)
@@ -121,6 +134,7 @@ def main() -> None:
         said, _ = synthesise(model, prompt.text, 1.5 * len(prompt.wave) / mel.rate + 0.5, mel, window=a.window)
         spoken = mel.griffin_lim(said.frames.numpy())
         compute = time.perf_counter() - t0
+        refined = model.postnet is not None
         x, cond = test.get(torch.tensor([i]))
         with torch.no_grad():
             forced = model.network(x, cond.labels)[2][0, : -(-x.shape[1] // model.reduction)].numpy()
@@ -130,13 +144,20 @@ def main() -> None:
             save_spectrogram(mel.denormalise(said.frames.numpy()), mel.rate, mel.hop,
                              stem.with_suffix(".spectrogram.png"))
             save_spectrogram(mel.denormalise(frames), mel.rate, mel.hop, stem.with_suffix(".recorded.png"))
+            if refined:
+                save_spectrogram(mel.denormalise(said.decoder_frames.numpy()), mel.rate, mel.hop,
+                                 stem.with_suffix(".decoder.png"))
         rows.append({"name": prompt.name, "text": prompt.text, "seconds": len(prompt.wave) / mel.rate,
                      "mcd_griffin_lim": mcd(prompt.wave, gl, mel), "mcd_tts": mcd(prompt.wave, spoken, mel),
                      "mcd_mean_frame": mcd(prompt.wave, flat, mel), "stopped": said.stopped,
                      "duration_ratio": len(spoken) / len(prompt.wave),
                      "compute_seconds_per_second": compute / max(len(spoken) / mel.rate, 1e-9),
                      "alignment_synthesised": alignment_figures(said.alignment.numpy()),
-                     "alignment_teacher_forced": alignment_figures(forced)})
+                     "alignment_teacher_forced": alignment_figures(forced),
+                     "detail_recorded": detail(frames), "detail_synthesised": detail(said.frames.numpy())})
+        if refined:
+            rows[-1]["mcd_tts_decoder"] = mcd(prompt.wave, mel.griffin_lim(said.decoder_frames.numpy()), mel)
+            rows[-1]["detail_decoder"] = detail(said.decoder_frames.numpy())
         if wavenet is not None and i < a.vocoder_prompts:
             t0 = time.perf_counter()
             voiced = vocode_wavenet(wavenet, frames, mel, seed=i)
@@ -158,7 +179,10 @@ def main() -> None:
         "mel": {k: v for k, v in mel.to_dict().items() if k not in ("mean", "std")},
         "test_prompts": len(rows), "test_nll_nats_per_frame": test_nll_per_frame(model, test),
         "mcd_db": {"griffin_lim_from_true_mels": mean("mcd_griffin_lim"), "tts_from_text": mean("mcd_tts"),
-                   "mean_frame_floor": mean("mcd_mean_frame"), "wavenet_from_true_mels": mean("mcd_wavenet")},
+                   "mean_frame_floor": mean("mcd_mean_frame"), "wavenet_from_true_mels": mean("mcd_wavenet"),
+                   "tts_from_text_before_postnet": mean("mcd_tts_decoder")},
+        "detail": {kind: {k: float(np.mean([r[f"detail_{kind}"][k] for r in rows])) for k in ("time", "bands")}
+                   for kind in ("recorded", "synthesised", "decoder") if f"detail_{kind}" in rows[0]},
         "wavenet_vocoder": a.vocoder and Path(a.vocoder).name,
         "wavenet_prompts": sum("mcd_wavenet" in r for r in rows),
         "wavenet_compute_seconds_per_second_of_speech": mean("wavenet_compute_seconds_per_second"),

@@ -22,6 +22,7 @@ SCALE = "tests/test_ts_scale.py"
 TS_LEARNING = "tests/test_ts_learning.py"
 WAVENET_ENGINE = "tests/test_wavenet_engine.py"
 EVAL_SUBSET = "tests/test_eval_subset.py"
+POSTNET = "tests/test_tts_postnet.py"
 
 MUTANTS: list[Mutant] = [
     Mutant("categorical-temperature-multiplies", "core/heads/categorical.py",
@@ -192,4 +193,13 @@ MUTANTS: list[Mutant] = [
     Mutant("ddim-keeps-the-raw-noise-beside-a-clamped-image", "modalities/image/models/ddpm.py",
            "    eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()\n", "",
            ("tests/test_diffusion.py::test_a_ddim_step_keeps_the_clamped_image_and_its_noise_on_the_forward_path",)),
+    Mutant("postnet-trains-the-decoder-too", "modalities/audio/models/tacotron.py",
+           's["predicted"].detach() * observed', 's["predicted"] * observed',
+           (f"{POSTNET}::test_postnet_changes_neither_the_likelihood_nor_the_decoders_gradients",)),
+    Mutant("postnet-scores-padded-frames", "modalities/audio/models/tacotron.py",
+           "((refined - x).abs() * observed).sum()", "((refined - x).abs()).sum()",
+           (f"{POSTNET}::test_postnet_term_is_the_l1_of_refined_real_frames_per_frame",)),
+    Mutant("synthesis-skips-the-postnet", "modalities/audio/models/tacotron.py",
+           "refined = self.postnet(frames[None])[0] if self.postnet is not None else frames", "refined = frames",
+           (f"{POSTNET}::test_synthesis_returns_refined_frames_beside_the_decoders",)),
 ]

@@ -4,7 +4,12 @@ Encoder: character embedding, convolutions and a bidirectional LSTM. Decoder: a 
 synthesis, as in Tacotron 2), an attention LSTM, location-sensitive attention (Chorowski et al. 2015: the energies
 also see convolved previous and cumulative alignments) and a decoder LSTM that emits ``reduction`` frames per
 step and a stop logit. The input of decoder step k is the last frame of step k-1, so frame t depends only on
-frames < t (teacher forcing in training, its own frames at synthesis). There is no post-net: it would look ahead.
+frames < t (teacher forcing in training, its own frames at synthesis).
+
+An optional post-net (Tacotron 2: ``postnet`` channels, 5 convolutions over the whole predicted spectrogram)
+adds a residual that sharpens the decoder's frames at synthesis. It looks at neighbouring frames on both sides, so
+it is not part of the likelihood: it is a deterministic refiner, trained on the decoder's (detached) teacher-forced
+frames with its own L1 term, and ``log_prob`` stays the decoder's exact density.
 
 The distribution is explicit, so the objective is a likelihood: each normalised log-mel value is Laplace with
 unit scale around the predicted frame (NLL = L1 distance + log 2) and the stop flag of each step is Bernoulli.
@@ -15,7 +20,9 @@ forcing. ``loss`` is that NLL per frame plus two training aids that are not part
   towards the diagonal so they form within minutes of CPU training. It is scaled by ``n_mels``: the frame NLL is
   a sum over the bands, so ``guided_attention = 1`` weighs the penalty like Tachibana's (a mean per value);
 - the stop flag's positive (the last step of a prompt, one step in dozens) weighed ``stop_weight`` times, so
-  the rare "stop now" is not drowned by the "go on" steps.
+  the rare "stop now" is not drowned by the "go on" steps;
+- with a post-net, the L1 distance of the refined frames to the recorded ones (per frame, summed over the bands,
+  the frame NLL's scale); no gradient reaches the decoder through it.
 
 The decoder is a Python loop over frames even in training: each alignment depends on the previous one, which no
 parallel form gives. The encoder and every per-step operation are batched.
@@ -39,12 +46,14 @@ LOG2 = math.log(2.0)
 
 @dataclass
 class Synthesis:
-    """What :meth:`Tacotron.synthesise` returns: frames ``(T, n_mels)``, alignment ``(steps, characters)``, and
-    whether the stop flag fired before ``max_steps``."""
+    """What :meth:`Tacotron.synthesise` returns: frames ``(T, n_mels)`` (refined by the post-net if the model has
+    one), alignment ``(steps, characters)``, whether the stop flag fired before ``max_steps``, and the decoder's
+    own frames before the post-net."""
 
     frames: Tensor
     alignment: Tensor
     stopped: bool
+    decoder_frames: Tensor | None = None
 
 
 def guided_attention_penalty(alignments: Tensor, step_mask: Tensor, char_mask: Tensor,
@@ -85,6 +94,29 @@ class LocationSensitiveAttention(nn.Module):
         return torch.bmm(alignment[:, None], memory).squeeze(1), alignment
 
 
+class PostNet(nn.Module):
+    """Tacotron 2's post-net: 1-D convolutions over frames (tanh between them) whose output is added to the
+    frames; the last convolution starts at zero, so an untrained post-net leaves the frames as they are."""
+
+    def __init__(self, n_mels: int, channels: int, layers: int = 5, kernel: int = 5, dropout: float = 0.2) -> None:
+        super().__init__()
+        sizes = [n_mels] + [channels] * (layers - 1) + [n_mels]
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, kernel, padding=kernel // 2)
+                                   for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        nn.init.zeros_(self.convs[-1].weight)
+        nn.init.zeros_(self.convs[-1].bias)
+        self.dropout = dropout
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """``(B, T, n_mels)`` -> refined ``(B, T, n_mels)``."""
+        h = frames.transpose(1, 2)
+        for i, conv in enumerate(self.convs):
+            h = conv(h)
+            if i < len(self.convs) - 1:
+                h = F.dropout(torch.tanh(h), self.dropout, self.training)
+        return frames + h.transpose(1, 2)
+
+
 class Tacotron(nn.Module):
     """Text -> normalised log-mel frames. ``x``: frames ``(B, T, n_mels)``; ``cond``: a :class:`Condition` with
     the character ids as ``labels`` ``(B, L)`` (0 = padding) and the real frames as ``observed`` ``(B, T)``."""
@@ -100,12 +132,14 @@ class Tacotron(nn.Module):
     def __init__(self, n_mels: int, vocab: int, reduction: int = 2, embed: int = 64, encoder: int = 64,
                  prenet: int = 64, attention_rnn: int = 128, decoder_rnn: int = 128, attention: int = 64,
                  location_filters: int = 16, location_kernel: int = 15, guided_attention: float = 1.0,
-                 guided_width: float = 0.2, stop_weight: float = 1.0) -> None:
+                 guided_width: float = 0.2, stop_weight: float = 1.0, postnet: int = 0) -> None:
         super().__init__()
         if min(n_mels, vocab, reduction, embed, encoder, prenet, attention_rnn, decoder_rnn, attention) < 1:
             raise ValueError("every size of the model must be at least 1")
         if guided_attention < 0 or guided_width <= 0 or stop_weight <= 0:
             raise ValueError("guided_attention must be >= 0, guided_width and stop_weight > 0")
+        if postnet < 0:
+            raise ValueError("postnet (its channels; 0 = none) must be >= 0")
         self.n_mels, self.vocab, self.reduction = n_mels, vocab, reduction
         self.guided_attention, self.guided_width, self.stop_weight = guided_attention, guided_width, stop_weight
         self.embedding = nn.Embedding(vocab, embed, padding_idx=0)
@@ -119,6 +153,7 @@ class Tacotron(nn.Module):
         self.decoder_rnn = nn.LSTMCell(attention_rnn + memory, decoder_rnn)
         self.frame_out = nn.Linear(decoder_rnn + memory, reduction * n_mels)
         self.stop_out = nn.Linear(decoder_rnn + memory, 1)
+        self.postnet = PostNet(n_mels, postnet) if postnet else None
 
     @property
     def num_dims(self) -> int:
@@ -207,9 +242,10 @@ class Tacotron(nn.Module):
         return predicted, torch.stack(stops, 1), torch.stack(aligns, 1)
 
     # ------------------------------------------------------------------ likelihood
-    def _scores(self, x: Tensor, cond: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Per-example log p (nats), observed frames per example, alignments, the step mask and the per-example
-        log p of the stop flag's positive (the last real step)."""
+    def _scores(self, x: Tensor, cond: Any) -> dict[str, Tensor]:
+        """Per-example log p (``lp``, nats), observed frames per example (``frames``), the observed mask, the
+        teacher-forced predictions, alignments, the step mask and the per-example log p of the stop flag's
+        positive (the last real step)."""
         ids, observed = self.check_input(x, cond)
         predicted, stop_logits, alignments = self.network(x.float(), ids)
         frame_lp = (-(x - predicted).abs() - LOG2).sum(-1)  # Laplace, unit scale, per frame
@@ -222,21 +258,28 @@ class Tacotron(nn.Module):
         stop_target = (k == steps[:, None] - 1).float()
         stop_lp = -F.binary_cross_entropy_with_logits(stop_logits, stop_target, reduction="none")
         positive_lp = (stop_lp * stop_target * step_mask).sum(1)
-        return frame_lp + (stop_lp * step_mask).sum(1), frames_per_example, alignments, step_mask, positive_lp
+        return {"lp": frame_lp + (stop_lp * step_mask).sum(1), "frames": frames_per_example, "observed": observed,
+                "predicted": predicted, "alignments": alignments, "step_mask": step_mask, "positive_lp": positive_lp}
 
     def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
         """Nats per prompt: its frames (Laplace) and its stop flags (Bernoulli) given its text."""
-        return self._scores(x, cond)[0]
+        return self._scores(x, cond)["lp"]
 
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
         """NLL per frame (nats) with the stop positives weighed ``stop_weight`` times, plus ``guided_attention
-        * n_mels`` times the guided-attention penalty."""
-        lp, frames, alignments, step_mask, positive_lp = self._scores(x, cond)
-        nll = -(lp + (self.stop_weight - 1) * positive_lp).sum() / frames.sum().clamp(min=1)
-        if self.guided_attention <= 0:
-            return nll
-        penalty = guided_attention_penalty(alignments, step_mask, (cond.labels != 0).to(x.device), self.guided_width)
-        return nll + self.guided_attention * self.n_mels * penalty
+        * n_mels`` times the guided-attention penalty, plus the post-net's L1 per frame (if it has one)."""
+        s = self._scores(x, cond)
+        frames = s["frames"].sum().clamp(min=1)
+        loss = -(s["lp"] + (self.stop_weight - 1) * s["positive_lp"]).sum() / frames
+        if self.postnet is not None:
+            observed = s["observed"][..., None]
+            refined = self.postnet(s["predicted"].detach() * observed)
+            loss = loss + ((refined - x).abs() * observed).sum() / frames
+        if self.guided_attention > 0:
+            penalty = guided_attention_penalty(s["alignments"], s["step_mask"], (cond.labels != 0).to(x.device),
+                                               self.guided_width)
+            loss = loss + self.guided_attention * self.n_mels * penalty
+        return loss
 
     # ------------------------------------------------------------------ synthesis
     @torch.no_grad()
@@ -266,4 +309,6 @@ class Tacotron(nn.Module):
             if torch.sigmoid(stop).item() > stop_threshold:
                 stopped = True
                 break
-        return Synthesis(torch.cat(outs).cpu(), torch.stack(aligns).cpu(), stopped)
+        frames = torch.cat(outs)
+        refined = self.postnet(frames[None])[0] if self.postnet is not None else frames
+        return Synthesis(refined.cpu(), torch.stack(aligns).cpu(), stopped, frames.cpu())
