@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import soundfile
 import torch
 
+from chainrule.cli import main
 from chainrule.core.contract import Condition
 from chainrule.core.errors import ConfigError
 from chainrule.modalities.audio.data.prompts import ALPHABET
+from chainrule.modalities.audio.data.sources import SPEECH_ROOTS, SPEECH_TRANSCRIPTS
 from chainrule.modalities.audio.mel import MelFeatures
 from chainrule.modalities.audio.models.tacotron import Tacotron
 from chainrule.tts import _build
 
 VOCAB = len(ALPHABET) + 2
+ROOT = next((Path(p) for p in SPEECH_ROOTS if Path(p).is_dir()), None)
+TRANSCRIPT = next((Path(p) for p in SPEECH_TRANSCRIPTS if Path(p).is_file()), None)
+needs_speech = pytest.mark.skipif(ROOT is None or TRANSCRIPT is None, reason="Debian speech packages not installed")
 
 
 def batch(seed: int = 0) -> tuple[torch.Tensor, Condition]:
@@ -95,3 +103,25 @@ def test_synthesis_returns_refined_frames_beside_the_decoders():
 def test_a_negative_postnet_size_is_a_config_error():
     with pytest.raises(ConfigError, match="postnet"):
         _build(MelFeatures(rate=8000, n_mels=8, hop=100, win=400, n_fft=512), {"postnet": -1})
+
+
+TINY_SETS = [f"model.{k}={v}" for k, v in Tacotron.TINY.items()]
+
+
+@needs_speech
+def test_tts_train_writes_a_run_that_speaks_through_its_postnet(tmp_path, capsys):
+    """``chainrule tts-train`` end to end on the real prompts (a few steps of a tiny model with a post-net); the
+    run speaks, and a bad model option fails in one line before anything is written."""
+    run = tmp_path / "tts"
+    sets = [*TINY_SETS, "model.postnet=8", "data.max_seconds=1.5", "train.steps=2", "train.batch_size=4",
+            "train.eval_every=2", "train.progress=false"]
+    assert main(["tts-train", "--run", str(run), *[a for s in sets for a in ("--set", s)]]) == 0
+    assert (run / "best.safetensors").is_file() and "postnet: 8" in (run / "config.yaml").read_text()
+    out = tmp_path / "hi.wav"
+    assert main(["speak", str(run), "Hello.", "--out", str(out), "--max-seconds", "0.3"]) == 0
+    assert soundfile.info(str(out)).samplerate == 8000
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["tts-train", "--run", str(bad), "--set", "model.postnet=-1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "postnet" in err and not bad.exists()
