@@ -52,6 +52,7 @@ import librosa
 import numpy as np
 import torch
 
+from chainrule.core.training.checkpoint import load_weights
 from chainrule.modalities.audio.alignment import alignment_figures
 from chainrule.modalities.audio.data.prompts import prompt_dataset
 from chainrule.modalities.audio.mel import MelFeatures
@@ -101,6 +102,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="a text-to-speech run directory (default with --quick: a tiny run trained here)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--weights", type=Path, help="score these weights (e.g. RUN/checkpoints/step-N.safetensors) "
+                                                 "instead of the run's best by validation NLL")
     p.add_argument("--prompts", type=int, default=0, help="test prompts to use (0 = all)")
     p.add_argument("--vocoder", help="a WaveNet run trained on speech-mel: also vocode the true mels with it")
     p.add_argument("--vocoder-prompts", type=int, default=3, help="prompts to vocode with the WaveNet (slow)")
@@ -119,6 +122,8 @@ def main() -> None:
     if run_dir is None:
         p.error("give --run RUN (or --quick)")
     run, model, mel = load_tts(run_dir)
+    if a.weights:
+        load_weights(model, a.weights)
     out = a.out or HERE / "results" / ("tts-quick.json" if a.quick else f"tts-window{a.window}.json" if a.window
                                        else "tts.json")
     test = prompt_dataset("test", mel, float(run.config["data"].get("max_seconds", 6.0)))
@@ -174,8 +179,10 @@ def main() -> None:
     result = {
         "run": run.path.resolve().relative_to(ROOT).as_posix() if run.path.resolve().is_relative_to(ROOT)
         else run.path.name,
+        "weights": a.weights.name if a.weights else "best.safetensors",
         "model": run.config["model"], "train_steps": summary.get("steps"), "train_wall_seconds": summary.get(
-            "wall_time"), "train_stop_reason": summary.get("reason"), "parameters": summary.get("parameters"),
+            "wall_time"), "train_stop_reason": summary.get("reason"), "best_step": summary.get("best_step"),
+        "parameters": summary.get("parameters"),
         "mel": {k: v for k, v in mel.to_dict().items() if k not in ("mean", "std")},
         "test_prompts": len(rows), "test_nll_nats_per_frame": test_nll_per_frame(model, test),
         "mcd_db": {"griffin_lim_from_true_mels": mean("mcd_griffin_lim"), "tts_from_text": mean("mcd_tts"),
