@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shutil
 import time
@@ -96,6 +97,19 @@ def test_nll_per_frame(model: torch.nn.Module, data: object) -> float:
             total += float(-model.log_prob(x, cond).sum())
             frames += int(cond.observed.sum())
     return total / frames
+
+
+def machine_load() -> str:
+    """Whether the speeds were measured on a quiet machine: CPU pressure (share of the last minute some task waited
+    for a core) and the 5-minute load average, read as the benchmark ends."""
+    try:
+        pressure = float(Path("/proc/pressure/cpu").read_text().split()[2].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        pressure = float("nan")
+    load = os.getloadavg()[1] if hasattr(os, "getloadavg") else float("nan")
+    busy = pressure > 10 or load > (os.cpu_count() or 1) + 0.5
+    return (f"measured {'under load' if busy else 'on a quiet machine'} (CPU pressure avg60 {pressure:.1f}%, "
+            f"load average {load:.1f} on {os.cpu_count()} cores)")
 
 
 def main() -> None:
@@ -200,7 +214,7 @@ def main() -> None:
                       for kind in ("synthesised", "teacher_forced")},
         "duration_ratio": mean("duration_ratio"),
         "tts_compute_seconds_per_second_of_speech": mean("compute_seconds_per_second"),
-        "speed_note": "measured under load", "machine": platform.processor() or platform.machine(),
+        "speed_note": machine_load(), "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, "prompts": rows,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,8 @@ def test_config_from_dict_and_validation():
            ({"steps": 0}, "steps"), ({"batch_size": 2.5}, "batch_size"), ({"ema": 1.0}, "ema"),
            ({"betas": [0.9]}, "betas"), ({"min_lr_ratio": 2}, "min_lr_ratio"), ({"grad_clip": -1}, "grad_clip"),
            ({"lr": "fast"}, "lr"), ({"lr": float("nan")}, "lr"), ({"device": "tpu9"}, "device"),
-           ({"progress": "yes"}, "progress"), ({"patience": -1}, "patience")]
+           ({"progress": "yes"}, "progress"), ({"patience": -1}, "patience"), ({"keep_weights": "last"},
+                                                                                 "keep_weights")]
     for d, name in bad:
         with pytest.raises(ConfigError, match=name):
             TrainConfig.from_dict(d)
@@ -280,16 +281,37 @@ def test_nan_loss_stops_without_touching_saved_files(digits, tmp_path):
 
 
 # ------------------------------------------------------------------ early stopping
-def test_early_stopping_when_validation_gets_worse(digits, tmp_path):
-    train, val = digits
-    # validation = uniform random bits: zero logits (the zero-initialised model) are optimal for them, and
-    # fitting the digits moves away from zero, so no evaluation after the first one improves
-    noise = ImageDataset(torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0)), None,
-                         val.discretizer, "noise", "val")
+def noise_val(val: ImageDataset) -> ImageDataset:
+    """Uniform random bits: zero logits (a zero-initialised TinyAR) are optimal for them, and fitting the digits
+    moves away from zero, so no evaluation after the first one improves."""
+    return ImageDataset(torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0)), None,
+                        val.discretizer, "noise", "val")
+
+
+def zero_tiny_ar() -> TinyAR:
     model = TinyAR()
     torch.nn.init.zeros_(model.direct.weight)
     torch.nn.init.zeros_(model.direct.bias)
-    s = Trainer(model, train, noise, cfg(steps=500, lr=1e-2, eval_every=5, patience=2, checkpoint_every=0),
+    return model
+
+
+def test_keep_weights_final_keeps_the_last_step_while_best_keeps_the_lowest_validation(digits, tmp_path):
+    train, val = digits
+    opts = dict(steps=20, lr=1e-2, eval_every=5, checkpoint_every=5)
+    kept = {}
+    for keep in ("best", "final"):
+        s = Trainer(zero_tiny_ar(), train, noise_val(val), cfg(**opts, keep_weights=keep), tmp_path / keep).fit()
+        assert s["best_step"] == 5 and s["kept_weights"] == keep  # the best validation step is reported either way
+        kept[keep] = load_file(tmp_path / keep / "best.safetensors")
+    at = {n: load_file(tmp_path / "best" / "checkpoints" / f"step-{n:06d}.safetensors") for n in (5, 20)}
+    assert same_weights(kept["best"], at[5]) and not same_weights(kept["best"], at[20])
+    assert same_weights(kept["final"], at[20])  # the two runs are the same trajectory
+
+
+def test_early_stopping_when_validation_gets_worse(digits, tmp_path):
+    train, val = digits
+    noise = noise_val(val)  # no evaluation after the first one improves
+    s = Trainer(zero_tiny_ar(), train, noise, cfg(steps=500, lr=1e-2, eval_every=5, patience=2, checkpoint_every=0),
                 tmp_path / "r").fit()
     assert s["stopped_early"] and "early stopping" in s["reason"]
     assert s["steps"] == 15 and s["best_step"] == 5

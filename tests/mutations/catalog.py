@@ -202,4 +202,7 @@ MUTANTS: list[Mutant] = [
     Mutant("synthesis-skips-the-postnet", "modalities/audio/models/tacotron.py",
            "refined = self.postnet(frames[None])[0] if self.postnet is not None else frames", "refined = frames",
            (f"{POSTNET}::test_synthesis_returns_refined_frames_beside_the_decoders",)),
+    Mutant("keep-weights-final-ignored", "core/training/trainer.py",
+           ' or self.cfg.keep_weights == "final":', ":",
+           ("tests/test_training.py::test_keep_weights_final_keeps_the_last_step_while_best_keeps_the_lowest_validation",)),
 ]

@@ -15,7 +15,7 @@ SPEAK_EXAMPLES = """examples:
   chainrule speak runs/tts "Thank you for calling." --out t.wav --max-seconds 4 --seed 1
   chainrule speak runs/tts "Thank you for calling." --out t.wav --window 3   # attention may only move forward
   chainrule train speech-mel wavenet --run runs/vocoder --set model.local_channels=40 --set model.local_hop=100 \\
-      --set output.samples=0
+      --set data.crop=1024 --set train.batch_size=8 --set train.steps=5000 --set output.samples=0
   chainrule speak runs/tts "Goodbye." --out bye.wav --vocoder runs/vocoder
 
 Writes OUT.wav (16-bit, the run's sample rate), OUT.alignment.png (decoder steps against characters: a good
@@ -28,7 +28,11 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
                        formatter_class=fmt, epilog=TRAIN_EXAMPLES,
                        description="Train a text-to-mel model (character encoder, location-sensitive attention, "
                                    "autoregressive mel decoder with a stop flag) on the 'speech' prompts and their "
-                                   "transcripts. Options: data.n_mels/hop/win/n_fft/max_seconds, model sizes, train.*")
+                                   "transcripts. Options: data.n_mels/hop/win/n_fft/max_seconds, model sizes, "
+                                   "model.postnet, train.*. Defaults: 2.8 M parameters with a post-net, 3,400 steps "
+                                   "of batch 16 (about 75 minutes on 2 CPU cores); the final weights are kept "
+                                   "(train.keep_weights=final), since the teacher-forced validation NLL stops "
+                                   "improving long before synthesis does")
     options.add_config(t)
     options.add_set(t)
     options.add_run_option(t, "run directory (default: runs/speech-tacotron-TIME)")

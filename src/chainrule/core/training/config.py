@@ -34,6 +34,9 @@ class TrainConfig:
     to the length of the last pair whose step <= the current step (validation uses the full context);
     empty or null = off. ``compile``: run the training step's forward/backward through ``torch.compile``
     (inductor); the first step pays the compilation, reported as ``compile_seconds`` in the summary.
+    ``keep_weights``: which weights become ``best.safetensors``: ``best`` (lowest validation NLL) or ``final``
+    (the last step's, still evaluated and reported) for models whose validation NLL does not track what users
+    take from them (a text-to-speech decoder is teacher-forced in validation but runs free when it speaks).
     """
 
     steps: int = 5000
@@ -59,6 +62,7 @@ class TrainConfig:
     max_seconds: float = 0.0
     curriculum: list[list[int]] | None = None
     compile: bool = False
+    keep_weights: str = "best"
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -99,6 +103,8 @@ class TrainConfig:
             raise ConfigError(f"train.ema must be in [0, 1) (0 = off); got {self.ema}")
         if self.num_threads is not None and self.num_threads <= 0:
             raise ConfigError(f"train.num_threads must be positive; got {self.num_threads}")
+        if self.keep_weights not in ("best", "final"):
+            raise ConfigError(f"train.keep_weights must be best or final; got {self.keep_weights!r}")
         if not isinstance(self.device, str):
             raise ConfigError(f"train.device must be a string such as auto, cpu or cuda; got {self.device!r}")
         if self.device != "auto":

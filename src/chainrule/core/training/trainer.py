@@ -1,9 +1,9 @@
 """The training loop of every modality: AdamW + warm-up/cosine, EMA, evaluation, early stopping, exact resume, DDP.
 
-Run directory: ``metrics.jsonl``, ``best.safetensors`` (best validation NLL, or the final weights when there is
-no validation set; EMA weights when EMA is on), ``checkpoints/step-NNNNNN.{safetensors,ema.safetensors,state.pt}``
-and ``summary.json``. Without a run directory the fit happens in memory and writes nothing (backtests and
-stability checks fit many throw-away models).
+Run directory: ``metrics.jsonl``, ``best.safetensors`` (best validation NLL, or the final weights when there is no
+validation set or ``keep_weights`` is ``final``; EMA weights when EMA is on),
+``checkpoints/step-NNNNNN.{safetensors,ema.safetensors,state.pt}`` and ``summary.json``. Without a run directory
+the fit happens in memory and writes nothing (backtests and stability checks fit many throw-away models).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from chainrule.core.training.validation import mean_nll
 
 #: options whose change between a run and its resume alters the trajectory (or which weights are kept as best)
 _TRAJECTORY_KEYS = ("steps", "batch_size", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio",
-                    "grad_clip", "ema", "seed", "curriculum", "eval_max_windows")
+                    "grad_clip", "ema", "seed", "curriculum", "eval_max_windows", "keep_weights")
 
 
 @dataclass
@@ -194,8 +194,8 @@ class Trainer:
             ctx.barrier()
             self.model.to(device)
             progress = self._fit_closed_form() if self.closed_form else self._fit_sgd()
-            if self.val_set is None or not self.scores_likelihood:
-                self._save_best(progress)  # nothing to select by: the final weights are the ones to use
+            if self.val_set is None or not self.scores_likelihood or self.cfg.keep_weights == "final":
+                self._save_best(progress)  # nothing to select by (or asked for): the final weights are kept
             summary = self._summary(progress)
             if ctx.is_main and self.run_dir is not None:
                 atomic_write_bytes(self.run_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
@@ -336,7 +336,7 @@ class Trainer:
         p.last_val_nll, p.last_eval_step = nll, p.step
         if math.isfinite(nll) and (p.best_val_nll is None or nll < p.best_val_nll):
             p.best_val_nll, p.best_step, p.bad_evals = nll, p.step, 0
-            if self.ctx.is_main and self.run_dir is not None:
+            if self.ctx.is_main and self.run_dir is not None and self.cfg.keep_weights == "best":
                 save_weights(self.eval_model, self.run_dir / BEST_WEIGHTS,
                              {"step": str(p.step), "val_nll": repr(nll), "ema": str(self.ema is not None)})
         else:
@@ -359,7 +359,8 @@ class Trainer:
         return {"val_examples": scored, "val_split_examples": n, "val_subset": scored < n}
 
     def _save_best(self, p: Progress) -> None:
-        """Without a validation set, the final (EMA when on) weights become ``best.safetensors``."""
+        """Without a validation set (or with ``keep_weights: final``), the final (EMA when on) weights become
+        ``best.safetensors``."""
         if self.ctx.is_main and self.run_dir is not None:
             save_weights(self.eval_model, self.run_dir / BEST_WEIGHTS,
                          {"step": str(p.step), "final": "1", "ema": str(self.ema is not None)})
@@ -456,6 +457,7 @@ class Trainer:
             "train_examples": len(self.train_set),
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "best_weights": str(best) if best is not None and best.exists() else None,
+            "kept_weights": self.cfg.keep_weights,
             "last_checkpoint": str(self.last_checkpoint.weights) if self.last_checkpoint else None,
         }
         return {k: finite_or_none(v) for k, v in summary.items()}
