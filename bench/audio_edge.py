@@ -1,9 +1,9 @@
 """Audio generation speed of an exported WaveNet step in the torch-free edge runtime, beside PyTorch's queued step.
 
 The same WaveNet (random weights: speed does not depend on them; 32 channels, 2 stacks, as bench/audio.py) is
-exported with ``chainrule export`` (the Fast WaveNet step with its queues as state) and sampled at batch 1, one
-thread, by ``chainrule.edge.sample_audio`` (onnxruntime + numpy) and by ``chainrule.api.sample_audio`` (the
-model's queued ``step``), at receptive fields 256, 1024 and 4096.
+exported with ``chainrule export`` (the Fast WaveNet step; the runtime keeps the queues as ring buffers) and
+sampled at batch 1, one thread, by ``chainrule.edge.sample_audio`` (onnxruntime + numpy) and by
+``chainrule.api.sample_audio`` (the model's queued ``step``), at receptive fields 256, 1024 and 4096.
 
     .venv/bin/python bench/audio_edge.py            # writes bench/results/audio_edge.json
     .venv/bin/python bench/audio_edge.py --quick    # tiny sizes: a check that it runs
@@ -22,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from peers import PRESSURE_LIMIT, cpu_pressure  # noqa: E402  (the shared pressure helper of bench/peers.py)
 
 from chainrule import api, cli  # noqa: E402
 from chainrule.core.training.checkpoint import save_weights  # noqa: E402
@@ -53,6 +54,7 @@ def measure(root: Path, layers: int, channels: int, samples: int) -> dict:
     assert cli.main(["export", str(run), "--format", "onnx", "--out", str(onnx_path)]) == 0
     export_s = time.perf_counter() - start
     edge = EdgeModel(onnx_path, threads=1)
+    pressure_before = cpu_pressure()
     seconds = samples / RATE
     sample_audio(edge, 16 / RATE, seed=0)  # warm-up
     start = time.perf_counter()
@@ -63,8 +65,15 @@ def measure(root: Path, layers: int, channels: int, samples: int) -> dict:
     api.sample_audio(run, seconds, seed=0, model=model)
     torch_rate = samples / (time.perf_counter() - start)
     return {"receptive_field": model.receptive_field, "layers": 2 * layers, "export_s": round(export_s, 1),
+            "pressure_before": pressure_before, "pressure_after": cpu_pressure(),
             "edge_samples_per_s": round(edge_rate, 1), "torch_queued_samples_per_s": round(torch_rate, 1),
             "edge_speedup": round(edge_rate / torch_rate, 2), "edge_real_time_factor_8khz": round(edge_rate / RATE, 4)}
+
+
+def under_load(row: dict) -> bool:
+    """A row met CPU pressure above the limit before or after its timed sampling (unknown counts as load)."""
+    readings = [row["pressure_before"], row["pressure_after"]]
+    return any(v is None or v > PRESSURE_LIMIT for v in readings)
 
 
 def main() -> None:
@@ -80,7 +89,8 @@ def main() -> None:
     out = RESULTS / ("audio_edge-quick.json" if a.quick else "audio_edge.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(["python", "bench/audio_edge.py", *sys.argv[1:]]),
-                               "batch": 1, "threads": 1, "measured_under_load": True, "rows": rows}, indent=2) + "\n")
+                               "batch": 1, "threads": 1, "pressure_limit": PRESSURE_LIMIT,
+                               "measured_under_load": any(under_load(r) for r in rows), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

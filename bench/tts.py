@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import shutil
 import time
@@ -52,6 +51,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import torch
+from peers import PRESSURE_LIMIT, cpu_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
 
 from chainrule.core.training.checkpoint import load_weights
 from chainrule.modalities.audio.alignment import alignment_figures
@@ -99,17 +99,13 @@ def test_nll_per_frame(model: torch.nn.Module, data: object) -> float:
     return total / frames
 
 
-def machine_load() -> str:
-    """Whether the speeds were measured on a quiet machine: CPU pressure (share of the last minute some task waited
-    for a core) and the 5-minute load average, read as the benchmark ends."""
-    try:
-        pressure = float(Path("/proc/pressure/cpu").read_text().split()[2].split("=")[1])
-    except (OSError, IndexError, ValueError):
-        pressure = float("nan")
-    load = os.getloadavg()[1] if hasattr(os, "getloadavg") else float("nan")
-    busy = pressure > 10 or load > (os.cpu_count() or 1) + 0.5
-    return (f"measured {'under load' if busy else 'on a quiet machine'} (CPU pressure avg60 {pressure:.1f}%, "
-            f"load average {load:.1f} on {os.cpu_count()} cores)")
+def speed_note(start: float | None, end: float | None) -> str:
+    """Whether the speeds were measured on a quiet machine, from the CPU pressure before and after the bench."""
+    known = [v for v in (start, end) if v is not None]
+    if not known:
+        return "machine load unknown (no /proc/pressure/cpu)"
+    quiet = max(known) <= PRESSURE_LIMIT
+    return f"measured {'on a quiet machine' if quiet else 'under load'} (CPU pressure avg10 {start} / {end}%)"
 
 
 def main() -> None:
@@ -125,6 +121,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="the JSON to write (default bench/results/tts.json, tts-windowW.json "
                                             "with --window); the PNGs are named after it")
     a = p.parse_args()
+    pressure_start = cpu_pressure()
     torch.set_num_threads(1)
     run_dir = Path(a.run) if a.run else None
     if a.quick and run_dir is None:
@@ -190,6 +187,7 @@ def main() -> None:
         return float(np.mean(values)) if values else None
 
     summary = json.loads((run.path / "summary.json").read_text())
+    pressure_end = cpu_pressure()
     result = {
         "run": run.path.resolve().relative_to(ROOT).as_posix() if run.path.resolve().is_relative_to(ROOT)
         else run.path.name,
@@ -214,7 +212,8 @@ def main() -> None:
                       for kind in ("synthesised", "teacher_forced")},
         "duration_ratio": mean("duration_ratio"),
         "tts_compute_seconds_per_second_of_speech": mean("compute_seconds_per_second"),
-        "speed_note": machine_load(), "machine": platform.processor() or platform.machine(),
+        "cpu_pressure_start": pressure_start, "cpu_pressure_end": pressure_end,
+        "speed_note": speed_note(pressure_start, pressure_end), "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, "prompts": rows,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -53,14 +53,20 @@ def test_exported_step_equals_the_queued_torch_step(exported):
     levels = torch.randint(256, (steps, b, 1), generator=g)
     labels = torch.tensor([1, 0, 1])
     cache = model.init_cache(b, labels, length=steps)
-    front, queues = (np.zeros([b, *c["shape"][1:]], np.float32) for c in edge.metadata["cache"])
+    (spec,) = edge.metadata["cache"]
+    front = np.zeros([b, *spec["shape"][1:]], np.float32)
+    assert edge.metadata["queues"]["shape"] == [len(model.dilations), "batch", model.res]
+    # the queues by hand, as shift registers (oldest first), not the runtime's ring buffers
+    queues = [np.zeros((b, model.res, d), np.float32) for d in model.dilations]
     worst = 0.0
     with torch.no_grad():
         for t in range(steps):
             ref, cache = model.step(levels[t - 1] if t else None, cache)
             feeds = {"level": levels[t - 1 if t else 0].numpy(), "position": np.array(t, np.int64),
-                     "past_front": front, "past_queues": queues, "label": labels.numpy()}
-            params, front, queues = sess.run(None, feeds)
+                     "past_front": front, "oldest": np.stack([q[:, :, 0] for q in queues]),
+                     "label": labels.numpy()}
+            params, front, newest = sess.run(None, feeds)
+            queues = [np.concatenate([q[:, :, 1:], newest[i, :, :, None]], 2) for i, q in enumerate(queues)]
             worst = max(worst, float(np.abs(params - ref.numpy()).max()))
     assert worst <= TOL
     plan = plan_export(model)  # the export-time check compares with the model itself: a changed model fails it

@@ -1,7 +1,8 @@
 """Audio from an exported WaveNet step (``chainrule export`` of an audio run): queued sampling and WAV files.
 
-The graph is one Fast WaveNet step with the layers' queues as state (:mod:`chainrule.export.audio`), so a
-sample costs one run of the graph whatever the receptive field. Levels become a 16-bit WAV as chainrule writes
+The graph is one Fast WaveNet step (:mod:`chainrule.export.audio`) that takes each layer's oldest queued input and
+returns its newest; the queues are ring buffers here, so a sample costs one run of the graph and a gather and a
+scatter of one column per layer, whatever the receptive field. Levels become a 16-bit WAV as chainrule writes
 them (``modalities/audio/wav.py``): mu-law levels are expanded with librosa's formula, and float samples become
 PCM as libsndfile converts them (``floor(x * 32768)``, clipped), so the same levels give the same bytes.
 The standard library's ``wave`` writes the file.
@@ -26,16 +27,43 @@ MAX_SECONDS = 600.0
 MU = 255
 
 
+class RingQueues:
+    """Every layer's queue as a ring buffer in one ``(sum(d), B, R)`` array (layer ``i`` at the rows
+    ``offsets[i] .. + d_i``): at position ``t`` layer ``i`` reads and then overwrites its slot
+    ``offsets[i] + t % d_i``, which holds its input from ``d_i`` samples ago (zeros before that)."""
+
+    def __init__(self, spec: dict[str, Any], n: int) -> None:
+        self.input, self.output = str(spec["input"]), str(spec["output"])
+        self.offsets = np.asarray(spec["offsets"], np.int64)
+        self.dilations = np.asarray(spec["dilations"], np.int64)
+        self.buffer = np.zeros((int(self.dilations.sum()), n, int(spec["shape"][2])), np.float32)
+
+    def slots(self, position: int) -> np.ndarray:
+        """Each layer's row at ``position``."""
+        return self.offsets + position % self.dilations
+
+    def oldest(self, slots: np.ndarray) -> np.ndarray:
+        """``(L, B, R)``: each layer's input from ``d_i`` samples before the position of ``slots``."""
+        return self.buffer[slots]
+
+    def store(self, slots: np.ndarray, newest: np.ndarray) -> None:
+        """Overwrite the rows :meth:`oldest` read with each layer's input now."""
+        self.buffer[slots] = newest
+
+
 class QueuedStep:
     """The exported step with its state: :meth:`params` feeds the previous sample and returns the conditionals
-    of the next one, ``(B, P)``; the first call feeds silence, as the model's ``step(None)``."""
+    of the next one, ``(B, P)``; the first call feeds silence, as the model's ``step(None)``. States named in the
+    metadata's ``cache`` are fed back as they come out; ``queues``, if present, are kept in :class:`RingQueues`."""
 
     def __init__(self, model: EdgeModel, n: int, labels: np.ndarray | None = None) -> None:
         model.require("audio", "sample")
         self.model, self.n, self.position = model, n, 0
         self.state = {c["input"]: np.zeros([n if d == "batch" else int(d) for d in c["shape"]], np.float32)
                       for c in model.metadata["cache"]}
-        self.outputs = [c["input"] for c in model.metadata["cache"]]
+        self.fed_back = {c["output"]: c["input"] for c in model.metadata["cache"]}
+        spec = model.metadata.get("queues")
+        self.queues = RingQueues(spec, n) if spec else None
         self.labels = labels
         self.channels = int(model.metadata["event_shape"][0])
 
@@ -44,10 +72,15 @@ class QueuedStep:
         feeds = {"level": level, "position": np.array(self.position, np.int64), **self.state}
         if self.labels is not None:
             feeds["label"] = self.labels
-        params, *state = self.model.run(feeds)
-        self.state = dict(zip(self.outputs, state, strict=True))
+        slots = None if self.queues is None else self.queues.slots(self.position)
+        if self.queues is not None:
+            feeds[self.queues.input] = self.queues.oldest(slots)
+        out = dict(zip(self.model.metadata["outputs"], self.model.run(feeds), strict=True))
+        self.state = {self.fed_back[name]: value for name, value in out.items() if name in self.fed_back}
+        if self.queues is not None:
+            self.queues.store(slots, out[self.queues.output])
         self.position += 1
-        return params
+        return out["params"]
 
 
 def _labels(model: EdgeModel, n: int, cls: int | None) -> np.ndarray | None:

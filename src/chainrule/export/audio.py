@@ -1,14 +1,16 @@
-"""Export of WaveNet's Fast WaveNet step: one sample per call, with every layer's queue as explicit state.
+"""Export of WaveNet's Fast WaveNet step: one sample per call, the layers' queues held by the runtime.
 
-The graph maps ``(level (B, C), position (), past_front (B, C), past_queues (B, R, sum(d)), [label (B,)])`` to
-``(params (B, P), present_front, present_queues)``. ``position`` 0 feeds silence (the model's ``step(None)``
-before the first sample); later positions feed ``level`` = the sample at ``t - 1``. ``queues`` holds every
-layer's queue side by side (layer ``i`` at columns ``offsets[i] .. offsets[i] + d_i``, in the metadata): its
-last ``d_i`` inputs, oldest first. A step reads the oldest column (the input from ``d_i`` samples ago) and
-shifts the new input in at the end: the values of the model's ring buffer without its position-dependent
-index, so the graph has static shapes (and one state tensor, so a fixed number of inputs for any depth). A
-class-conditional run takes ``label``; a locally conditioned one (mel frames) is refused. The check before writing
-runs the graph against the model's own queued ``step`` for longer than the receptive field.
+The graph maps ``(level (B, C), position (), past_front (B, C), oldest (L, B, R), [label (B,)])`` to
+``(params (B, P), present_front (B, C), newest (L, B, R))`` for L layers of R residual channels. ``position`` 0
+feeds silence (the model's ``step(None)`` before the first sample); later positions feed ``level`` = the sample
+at ``t - 1``. ``oldest[i]`` is layer ``i``'s input from ``d_i`` samples ago and ``newest[i]`` its input now: the
+queues themselves stay outside the graph, as ring buffers of the runtime (layer ``i``'s at the rows
+``queue_offsets[i] .. + d_i`` of one ``(sum(d), B, R)`` array; at position ``t`` it reads and then overwrites
+row ``queue_offsets[i] + t % d_i``; layers first, so each slot is one contiguous block). So a step moves
+``2 x L x B x R`` values in and out of the graph whatever the receptive field, and the graph has static shapes
+and a fixed number of inputs for any depth. A class-conditional run takes ``label``; a locally conditioned one
+(mel frames) is refused. The check before writing runs the graph against the model's own queued ``step`` for
+longer than the receptive field.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from chainrule.core.contract import AutoregressiveModel
 from chainrule.core.errors import ConfigError
 from chainrule.core.runs.kind import RunKind
+from chainrule.edge.audio import RingQueues
 from chainrule.export.metadata import build_metadata
 from chainrule.export.plan import EXAMPLE_BATCH, ExportPlan
 from chainrule.export.steps import CacheSpec, zero_cache
@@ -48,11 +51,12 @@ class QueuedWaveNetStep(nn.Module):
         self.model = model
         self.conditional = model.num_classes > 0
         self.offsets = [sum(model.dilations[:i]) for i in range(len(model.dilations))]
-        self.cache_specs: list[CacheSpec] = [("past_front", "present_front", ["batch", model.channels]),
-                                             ("past_queues", "present_queues", ["batch", model.res,
-                                                                                sum(model.dilations)])]
+        #: the front convolution's previous input, fed back as it comes out
+        self.cache_specs: list[CacheSpec] = [("past_front", "present_front", ["batch", model.channels])]
+        #: the queue columns the runtime gathers from and scatters into its ring buffers
+        self.columns = ("oldest", "newest", [len(model.dilations), "batch", model.res])
 
-    def forward(self, level: Tensor, position: Tensor, front: Tensor, queues: Tensor,
+    def forward(self, level: Tensor, position: Tensor, front: Tensor, oldest: Tensor,
                 label: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         m = self.model
         cur = torch.where(position == 0, torch.zeros_like(front), m.encode(level))
@@ -60,15 +64,15 @@ class QueuedWaveNetStep(nn.Module):
         n = len(m.dilations)
         gates = None if label is None else m.label_gates(label).view(label.shape[0], n, 2 * m.res)
         skips = torch.zeros(h.shape[0], m.skip, dtype=h.dtype, device=h.device)
-        present = []
-        for i, (conv, mix, start, d) in enumerate(zip(m.dilated, m.mix, self.offsets, m.dilations, strict=True)):
-            z = _tap(conv, queues[:, :, start], h)  # this layer's input from d samples ago
-            present += [queues[:, :, start + 1:start + d], h[:, :, None]] if d > 1 else [h[:, :, None]]
+        newest = []
+        for i, (conv, mix) in enumerate(zip(m.dilated, m.mix, strict=True)):
+            z = _tap(conv, oldest[i], h)  # this layer's input from d_i samples ago
+            newest.append(h)
             if gates is not None:
                 z = z + gates[:, i]
             h3, s3 = m._residual(z[:, :, None], mix, h[:, :, None], skips[:, :, None])
             h, skips = h3[:, :, 0], s3[:, :, 0]
-        return m._output(skips[:, :, None])[:, :, 0], cur, torch.cat(present, dim=2)
+        return m._output(skips[:, :, None])[:, :, 0], cur, torch.stack(newest)
 
 
 def queued_step_plan(model: AutoregressiveModel, max_context: int | None = None) -> ExportPlan:
@@ -83,15 +87,19 @@ def queued_step_plan(model: AutoregressiveModel, max_context: int | None = None)
     level = torch.zeros(EXAMPLE_BATCH, model.channels, dtype=torch.long, device=like.device)
     position = torch.tensor(0, dtype=torch.long, device=like.device)
     label = [torch.zeros(EXAMPLE_BATCH, dtype=torch.long, device=like.device)] if wrapper.conditional else []
-    cache = zero_cache(wrapper.cache_specs, EXAMPLE_BATCH, like)
+    cache = zero_cache([*wrapper.cache_specs, wrapper.columns], EXAMPLE_BATCH, like)
     past, present = [s[0] for s in wrapper.cache_specs], [s[1] for s in wrapper.cache_specs]
-    inputs = ["level", "position", *past, *(["label"] if label else [])]
-    axes = {"level": 0, "params": 0, "label": 0, **{n: 0 for n in past + present}}
-    meta = build_metadata(model, RunKind.AUDIO.value, "step", inputs, ["params", *present],
+    col_in, col_out, col_shape = wrapper.columns
+    inputs = ["level", "position", *past, col_in, *(["label"] if label else [])]
+    outputs = ["params", *present, col_out]
+    axes = {"level": 0, "params": 0, "label": 0, col_in: 1, col_out: 1, **{n: 0 for n in [*past, *present]}}
+    queues = {"input": col_in, "output": col_out, "shape": col_shape, "offsets": wrapper.offsets,
+              "dilations": list(model.dilations)}
+    meta = build_metadata(model, RunKind.AUDIO.value, "step", inputs, outputs,
                           cache=[{"input": i, "output": o, "shape": s} for i, o, s in wrapper.cache_specs],
-                          receptive_field=int(model.receptive_field), dilations=list(model.dilations),
-                          queue_offsets=wrapper.offsets)
-    return ExportPlan(wrapper, (level, position, *cache, *label), inputs, ["params", *present], axes, meta)
+                          queues=queues, receptive_field=int(model.receptive_field),
+                          dilations=list(model.dilations), queue_offsets=wrapper.offsets)
+    return ExportPlan(wrapper, (level, position, *cache, *label), inputs, outputs, axes, meta)
 
 
 def check_queued_step(plan: ExportPlan, sess: Any, tol: float) -> float:
@@ -104,18 +112,24 @@ def check_queued_step(plan: ExportPlan, sess: Any, tol: float) -> float:
     levels = torch.randint(model.head.levels, (steps, b, model.channels), generator=gen).to(device)
     labels = torch.randint(model.num_classes, (b,), generator=gen).to(device) if model.num_classes else None
     cache = model.init_cache(b, labels, length=steps)
-    state = [np.zeros([b if d == "batch" else d for d in s[2]], np.float32) for s in plan.module.cache_specs]
+    specs = plan.module.cache_specs
+    state = [np.zeros([b if d == "batch" else d for d in s[2]], np.float32) for s in specs]
+    queues = RingQueues(plan.metadata["queues"], b)
     worst = 0.0
     with torch.no_grad():
         for t in range(steps):
             prev = levels[t - 1] if t else None
             expected, cache = model.step(prev, cache)
-            feeds = {"level": (levels[t - 1] if t else levels[0]).cpu().numpy(), "position": np.array(t, np.int64)}
+            slots = queues.slots(t)
+            feeds = {"level": (levels[t - 1] if t else levels[0]).cpu().numpy(), "position": np.array(t, np.int64),
+                     queues.input: queues.oldest(slots), **{s[0]: v for s, v in zip(specs, state, strict=True)}}
             if labels is not None:
                 feeds["label"] = labels.cpu().numpy()
-            feeds.update({s[0]: v for s, v in zip(plan.module.cache_specs, state, strict=True)})
-            params, *state = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})
-            worst = max(worst, float(np.abs(params - expected.cpu().numpy()).max()))
+            names = plan.output_names
+            out = dict(zip(names, sess.run(names, {i.name: feeds[i.name] for i in sess.get_inputs()}), strict=True))
+            state = [out[s[1]] for s in specs]
+            queues.store(slots, out[queues.output])
+            worst = max(worst, float(np.abs(out["params"] - expected.cpu().numpy()).max()))
     if not worst <= tol:
         raise ConfigError(f"ONNX export of {model.name!r} does not reproduce its queued step over {steps} samples "
                           f"(max difference {worst:.3g} > {tol:g})")

@@ -60,7 +60,7 @@ def plan_export(model: AutoregressiveModel, max_context: int | None = None) -> E
         return _sampler_plan(model, max_context)
     if model.modality == "text":
         return _step_plan(model, max_context)
-    if model.modality == "audio":  # the Fast WaveNet step with its queues as state
+    if model.modality == "audio":  # the Fast WaveNet step (the runtime keeps the queues)
         from chainrule.export.audio import queued_step_plan
 
         return queued_step_plan(model, max_context)
