@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-from peers import PRESSURE_LIMIT, cpu_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
+from peers import cpu_pressure, under_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
 
 from chainrule.core.evaluation.metrics import dataset_nll
 from chainrule.core.training import TrainConfig, Trainer
@@ -126,8 +126,7 @@ def speed(layers: int, channels: int, samples: dict[str, int], n_naive: int, eng
             row[engine][key] = round(row[engine][clock] / row["naive"][clock], 1)
         row[engine]["real_time_factor_8khz"] = round(row[engine]["samples_per_s"] / 8000, 4)
     row["pressure_after"] = cpu_pressure()
-    row["under_pressure"] = any(p is not None and p > PRESSURE_LIMIT
-                                for p in (row["pressure_before"], row["pressure_after"]))
+    row["under_pressure"] = under_pressure(row["pressure_before"], row["pressure_after"])
     return row
 
 

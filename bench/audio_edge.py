@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-from peers import PRESSURE_LIMIT, cpu_pressure  # noqa: E402  (the shared pressure helper of bench/peers.py)
+from peers import PRESSURE_LIMIT, cpu_pressure, under_pressure  # noqa: E402  (the shared pressure helper of bench/peers.py)
 
 from chainrule import api, cli  # noqa: E402
 from chainrule.core.training.checkpoint import save_weights  # noqa: E402
@@ -70,12 +70,6 @@ def measure(root: Path, layers: int, channels: int, samples: int) -> dict:
             "edge_speedup": round(edge_rate / torch_rate, 2), "edge_real_time_factor_8khz": round(edge_rate / RATE, 4)}
 
 
-def under_load(row: dict) -> bool:
-    """A row met CPU pressure above the limit before or after its timed sampling (unknown counts as load)."""
-    readings = [row["pressure_before"], row["pressure_after"]]
-    return any(v is None or v > PRESSURE_LIMIT for v in readings)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that the benchmark runs")
@@ -88,9 +82,10 @@ def main() -> None:
         print(r, flush=True)
     out = RESULTS / ("audio_edge-quick.json" if a.quick else "audio_edge.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    readings = [r[k] for r in rows for k in ("pressure_before", "pressure_after")]
     out.write_text(json.dumps({"command": " ".join(["python", "bench/audio_edge.py", *sys.argv[1:]]),
                                "batch": 1, "threads": 1, "pressure_limit": PRESSURE_LIMIT,
-                               "measured_under_load": any(under_load(r) for r in rows), "rows": rows}, indent=2) + "\n")
+                               "measured_under_load": under_pressure(*readings), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -74,6 +74,11 @@ def cpu_pressure() -> float | None:
     return float(match.group(1)) if match else None
 
 
+def under_pressure(*readings: float | None) -> bool:
+    """Whether any CPU pressure reading exceeds :data:`PRESSURE_LIMIT` (a missing reading counts as none)."""
+    return any(p is not None and p > PRESSURE_LIMIT for p in readings)
+
+
 def child_env(threads: int, extra_path: list[str] | None = None) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if extra_path:
@@ -90,7 +95,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> dic
     after = cpu_pressure()
     if res.returncode:
         raise SystemExit(f"benchmark step failed: {' '.join(cmd[:3])} ...\n{res.stderr[-2000:]}")
-    loaded = any(p is not None and p > PRESSURE_LIMIT for p in (before, after))
+    loaded = under_pressure(before, after)
     return {"wall_seconds": wall, "pressure_before": before, "pressure_after": after, "under_pressure": loaded,
             "stdout": res.stdout}
 

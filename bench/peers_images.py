@@ -44,7 +44,7 @@ from chainrule.modalities.registry import build_model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peers import PRESSURE_LIMIT, cpu_pressure  # noqa: E402  (the shared pressure helper of bench/peers.py)
+from peers import PRESSURE_LIMIT, cpu_pressure, under_pressure  # noqa: E402  (the shared pressure helper of bench/peers.py)
 
 BATCH, SAMPLES = 32, 16
 
@@ -231,7 +231,7 @@ def main() -> None:
 def write(out: Path, rows: list[dict], meta: dict, start: float | None, end: float | None, complete: bool) -> None:
     """The results so far (a run stopped early keeps its finished pairs), marked under load when it met pressure."""
     seen = [start, end, *(r[k] for r in rows for k in ("pressure_before", "pressure_after"))]
-    busy = any(pr is not None and pr > PRESSURE_LIMIT for pr in seen)
+    busy = under_pressure(*seen)
     meta = {**meta, "cpu_pressure_start": start, "cpu_pressure_end": end, "pressure_limit": PRESSURE_LIMIT,
             "under_load": busy, "complete": complete}
     out.parent.mkdir(parents=True, exist_ok=True)

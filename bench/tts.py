@@ -51,7 +51,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import torch
-from peers import PRESSURE_LIMIT, cpu_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
+from peers import cpu_pressure, under_pressure  # the shared pressure helper of bench/peers.py (bench/ is on the path)
 
 from chainrule.core.training.checkpoint import load_weights
 from chainrule.modalities.audio.alignment import alignment_figures
@@ -101,11 +101,8 @@ def test_nll_per_frame(model: torch.nn.Module, data: object) -> float:
 
 def speed_note(start: float | None, end: float | None) -> str:
     """Whether the speeds were measured on a quiet machine, from the CPU pressure before and after the bench."""
-    known = [v for v in (start, end) if v is not None]
-    if not known:
-        return "machine load unknown (no /proc/pressure/cpu)"
-    quiet = max(known) <= PRESSURE_LIMIT
-    return f"measured {'on a quiet machine' if quiet else 'under load'} (CPU pressure avg10 {start} / {end}%)"
+    where = "under load" if under_pressure(start, end) else "on a quiet machine"
+    return f"measured {where} (CPU pressure avg10 {start} / {end}%)"
 
 
 def main() -> None:

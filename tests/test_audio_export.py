@@ -91,6 +91,14 @@ def test_edge_conditionals_equal_chainrule_along_a_sampled_waveform(exported):
     assert edge.shape == ref.shape and np.abs(edge - ref).max() <= TOL
 
 
+def test_a_file_with_the_queues_inside_the_graph_is_refused_in_one_line(exported):
+    run, path, model = exported
+    edge = EdgeModel(path)
+    del edge.metadata["queues"]  # what a file exported before the queues moved to the runtime lacks
+    with pytest.raises(EdgeError, match="export the run again"):
+        QueuedStep(edge, 1)
+
+
 def test_edge_samples_are_reproducible_and_follow_the_conditionals(exported):
     run, path, model = exported
     edge = EdgeModel(path)

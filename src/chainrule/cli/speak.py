@@ -30,7 +30,7 @@ def add_parser(sub: options.Subparsers, fmt: options.Formatter) -> None:
                                    "autoregressive mel decoder with a stop flag) on the 'speech' prompts and their "
                                    "transcripts. Options: data.n_mels/hop/win/n_fft/max_seconds, model sizes, "
                                    "model.postnet, train.*. Defaults: 2.8 M parameters with a post-net, 3,400 steps "
-                                   "of batch 16 (about 75 minutes on 2 CPU cores); the final weights are kept "
+                                   "of batch 16 (74 minutes measured on a shared 2-core CPU); the final weights are kept "
                                    "(train.keep_weights=final), since the teacher-forced validation NLL stops "
                                    "improving long before synthesis does")
     options.add_config(t)

@@ -28,14 +28,16 @@ MU = 255
 
 
 class RingQueues:
-    """Every layer's queue as a ring buffer in one ``(sum(d), B, R)`` array (layer ``i`` at the rows
-    ``offsets[i] .. + d_i``): at position ``t`` layer ``i`` reads and then overwrites its slot
-    ``offsets[i] + t % d_i``, which holds its input from ``d_i`` samples ago (zeros before that)."""
+    """Every layer's queue as a ring buffer in one ``(sum(d), B, R)`` array, layers first (layer ``i`` at the rows
+    from ``d_0 + .. + d_{i-1}``, ``d_i`` of them, so each slot is one contiguous block): at position ``t`` layer
+    ``i`` reads and then overwrites its slot ``offset_i + t % d_i``, which holds its input from ``d_i`` samples ago
+    (zeros before that). Built from an exported step's metadata (``dilations`` and ``queues``)."""
 
-    def __init__(self, spec: dict[str, Any], n: int) -> None:
+    def __init__(self, metadata: dict[str, Any], n: int) -> None:
+        spec = metadata["queues"]
         self.input, self.output = str(spec["input"]), str(spec["output"])
-        self.offsets = np.asarray(spec["offsets"], np.int64)
-        self.dilations = np.asarray(spec["dilations"], np.int64)
+        self.dilations = np.asarray(metadata["dilations"], np.int64)
+        self.offsets = np.cumsum(self.dilations) - self.dilations
         self.buffer = np.zeros((int(self.dilations.sum()), n, int(spec["shape"][2])), np.float32)
 
     def slots(self, position: int) -> np.ndarray:
@@ -54,7 +56,7 @@ class RingQueues:
 class QueuedStep:
     """The exported step with its state: :meth:`params` feeds the previous sample and returns the conditionals
     of the next one, ``(B, P)``; the first call feeds silence, as the model's ``step(None)``. States named in the
-    metadata's ``cache`` are fed back as they come out; ``queues``, if present, are kept in :class:`RingQueues`."""
+    metadata's ``cache`` are fed back as they come out; the queues are kept in :class:`RingQueues`."""
 
     def __init__(self, model: EdgeModel, n: int, labels: np.ndarray | None = None) -> None:
         model.require("audio", "sample")
@@ -62,8 +64,10 @@ class QueuedStep:
         self.state = {c["input"]: np.zeros([n if d == "batch" else int(d) for d in c["shape"]], np.float32)
                       for c in model.metadata["cache"]}
         self.fed_back = {c["output"]: c["input"] for c in model.metadata["cache"]}
-        spec = model.metadata.get("queues")
-        self.queues = RingQueues(spec, n) if spec else None
+        if "queues" not in model.metadata:
+            raise EdgeError(f"{model.path}: exported by an older chainrule (queues inside the graph); export the run "
+                            "again with 'chainrule export RUN'")
+        self.queues = RingQueues(model.metadata, n)
         self.labels = labels
         self.channels = int(model.metadata["event_shape"][0])
 
@@ -72,13 +76,11 @@ class QueuedStep:
         feeds = {"level": level, "position": np.array(self.position, np.int64), **self.state}
         if self.labels is not None:
             feeds["label"] = self.labels
-        slots = None if self.queues is None else self.queues.slots(self.position)
-        if self.queues is not None:
-            feeds[self.queues.input] = self.queues.oldest(slots)
+        slots = self.queues.slots(self.position)
+        feeds[self.queues.input] = self.queues.oldest(slots)
         out = dict(zip(self.model.metadata["outputs"], self.model.run(feeds), strict=True))
         self.state = {self.fed_back[name]: value for name, value in out.items() if name in self.fed_back}
-        if self.queues is not None:
-            self.queues.store(slots, out[self.queues.output])
+        self.queues.store(slots, out[self.queues.output])
         self.position += 1
         return out["params"]
 

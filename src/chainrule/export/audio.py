@@ -4,11 +4,10 @@ The graph maps ``(level (B, C), position (), past_front (B, C), oldest (L, B, R)
 ``(params (B, P), present_front (B, C), newest (L, B, R))`` for L layers of R residual channels. ``position`` 0
 feeds silence (the model's ``step(None)`` before the first sample); later positions feed ``level`` = the sample
 at ``t - 1``. ``oldest[i]`` is layer ``i``'s input from ``d_i`` samples ago and ``newest[i]`` its input now: the
-queues themselves stay outside the graph, as ring buffers of the runtime (layer ``i``'s at the rows
-``queue_offsets[i] .. + d_i`` of one ``(sum(d), B, R)`` array; at position ``t`` it reads and then overwrites
-row ``queue_offsets[i] + t % d_i``; layers first, so each slot is one contiguous block). So a step moves
-``2 x L x B x R`` values in and out of the graph whatever the receptive field, and the graph has static shapes
-and a fixed number of inputs for any depth. A class-conditional run takes ``label``; a locally conditioned one
+queues themselves stay outside the graph, as ring buffers of the runtime
+(:class:`chainrule.edge.audio.RingQueues`, laid out from the metadata's ``dilations``). So a step moves
+``2 x L x B x R`` values in and out of the graph whatever the receptive field, and the graph has static shapes and
+a fixed number of inputs for any depth. A class-conditional run takes ``label``; a locally conditioned one
 (mel frames) is refused. The check before writing runs the graph against the model's own queued ``step`` for
 longer than the receptive field.
 """
@@ -50,7 +49,6 @@ class QueuedWaveNetStep(nn.Module):
                               "class-conditioned run")
         self.model = model
         self.conditional = model.num_classes > 0
-        self.offsets = [sum(model.dilations[:i]) for i in range(len(model.dilations))]
         #: the front convolution's previous input, fed back as it comes out
         self.cache_specs: list[CacheSpec] = [("past_front", "present_front", ["batch", model.channels])]
         #: the queue columns the runtime gathers from and scatters into its ring buffers
@@ -93,12 +91,10 @@ def queued_step_plan(model: AutoregressiveModel, max_context: int | None = None)
     inputs = ["level", "position", *past, col_in, *(["label"] if label else [])]
     outputs = ["params", *present, col_out]
     axes = {"level": 0, "params": 0, "label": 0, col_in: 1, col_out: 1, **{n: 0 for n in [*past, *present]}}
-    queues = {"input": col_in, "output": col_out, "shape": col_shape, "offsets": wrapper.offsets,
-              "dilations": list(model.dilations)}
     meta = build_metadata(model, RunKind.AUDIO.value, "step", inputs, outputs,
                           cache=[{"input": i, "output": o, "shape": s} for i, o, s in wrapper.cache_specs],
-                          queues=queues, receptive_field=int(model.receptive_field),
-                          dilations=list(model.dilations), queue_offsets=wrapper.offsets)
+                          queues={"input": col_in, "output": col_out, "shape": col_shape},
+                          receptive_field=int(model.receptive_field), dilations=list(model.dilations))
     return ExportPlan(wrapper, (level, position, *cache, *label), inputs, outputs, axes, meta)
 
 
@@ -114,7 +110,7 @@ def check_queued_step(plan: ExportPlan, sess: Any, tol: float) -> float:
     cache = model.init_cache(b, labels, length=steps)
     specs = plan.module.cache_specs
     state = [np.zeros([b if d == "batch" else d for d in s[2]], np.float32) for s in specs]
-    queues = RingQueues(plan.metadata["queues"], b)
+    queues = RingQueues(plan.metadata, b)
     worst = 0.0
     with torch.no_grad():
         for t in range(steps):
